@@ -1,0 +1,230 @@
+"""The hzcloud command line: parse, call the engine, report."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from hzcloud import __version__, report
+from hzcloud.errors import HzError
+from hzcloud.initsite import (
+    ServerAnswer,
+    SiteAnswers,
+    guess_management,
+    guess_vips,
+    parse_server_flag,
+    site_text,
+    slug,
+    text_from_file,
+    write_site,
+)
+from hzcloud.model import Site, load_site, site_file
+from hzcloud.plan import plan_site
+from hzcloud.render import render
+from hzcloud.report import Output
+from typer.core import TyperGroup
+
+
+class _Group(TyperGroup):
+    """Catches the one domain error at the edge: a clear message and an exit code, no traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HzError as exc:
+            if ctx.meta.get("hz_debug"):
+                raise
+            report.error(exc)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Turn a hospital's rack of servers into a private cloud.",
+)
+
+SiteArg = Annotated[Path, typer.Argument(help="Site folder (or its site.yaml).", show_default=".")]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hzcloud {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    ctx.meta["hz_debug"] = debug
+
+
+def site_dir_of(path: Path) -> Path:
+    return Path(site_file(path).parent)
+
+
+@app.command()
+def validate(site: SiteArg = Path(".")) -> None:
+    """Check site.yaml and list every problem (exit 2 when there is one)."""
+    loaded = load_site(site)
+    report.console().print(
+        f"{site_file(site)}: ok — {loaded.hospital.name}, {len(loaded.servers)} servers"
+    )
+
+
+@app.command()
+def plan(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
+    """Show where every role goes and the phases, without touching any host."""
+    the_plan = plan_site(load_site(site))
+    if output is Output.json:
+        sys.stdout.write(the_plan.to_json())
+    else:
+        report.plan_table(the_plan)
+
+
+@app.command("render")
+def render_cmd(site: SiteArg = Path(".")) -> None:
+    """Write the plan as Ansible inventory, group_vars and ansible.cfg into state/."""
+    loaded = load_site(site)
+    result = render(loaded, plan_site(loaded), site_dir_of(site))
+    report.console().print(
+        f"rendered {result.state_dir}: {len(result.written)} written, "
+        f"{len(result.unchanged)} unchanged"
+    )
+
+
+def _ask_servers(code: str) -> tuple[ServerAnswer, ...]:
+    count = 0
+    while not 3 <= count <= 64:
+        count = typer.prompt("How many servers (3 to 64)", default=8, type=int)
+    servers: list[ServerAnswer] = []
+    last_addr = ""
+    for i in range(1, count + 1):
+        name = typer.prompt(f"Server {i} name", default=f"{code}-{i:02d}")
+        default_addr = _next_address(last_addr)
+        address = typer.prompt(f"  {name} address", default=default_addr or None)
+        disks = typer.prompt(
+            f"  {name} disks for Ceph (comma-separated, '-' for none)",
+            default="/dev/sdb" if i <= 4 else "-",
+        )
+        servers.append(
+            ServerAnswer(
+                name,
+                address,
+                tuple(d.strip() for d in disks.split(",") if d.strip() not in ("", "-")),
+            )
+        )
+        last_addr = address
+    return tuple(servers)
+
+
+def _next_address(address: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(address) + 1)
+    except ValueError:
+        return ""
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Site folder to create.")] = Path("."),
+    from_file: Annotated[
+        Path | None, typer.Option("--from", help="Take an existing site.yaml as it is.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Hospital name.")] = None,
+    code: Annotated[
+        str | None, typer.Option(help="Short site code (default from the name).")
+    ] = None,
+    server: Annotated[
+        list[str] | None,
+        typer.Option("--server", help="NAME=ADDRESS[:DISK,...], once per server."),
+    ] = None,
+    ssh_user: Annotated[str, typer.Option(help="SSH user on the servers.")] = "root",
+    ssh_key: Annotated[str, typer.Option(help="SSH private key.")] = "~/.ssh/id_ed25519",
+    management: Annotated[str | None, typer.Option(help="Management network CIDR.")] = None,
+    postgres_vip: Annotated[
+        str | None, typer.Option(help="Free address for PostgreSQL clients.")
+    ] = None,
+    kubernetes_vip: Annotated[
+        str | None, typer.Option(help="Free address for the Kubernetes API.")
+    ] = None,
+    mirror: Annotated[str, typer.Option(help="apt mirror or proxy URL for air-gapped sites.")] = "",
+    non_interactive: Annotated[
+        bool, typer.Option("--non-interactive", "-y", help="Never ask; fail on what is missing.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing site.yaml.")] = False,
+) -> None:
+    """Create a site folder: asks only what it cannot guess, shows the plan, writes site.yaml."""
+    out = report.console()
+    if from_file is not None:
+        text = text_from_file(site_file(from_file))
+    else:
+        interactive = not non_interactive
+        if not interactive:
+            missing = [flag for flag, v in (("--name", name), ("--server", server)) if not v]
+            if missing:
+                raise HzError(
+                    f"missing {' and '.join(missing)}",
+                    "--non-interactive never asks",
+                    "give --name and one --server NAME=ADDRESS[:DISK,...] per server, "
+                    "or --from site.yaml",
+                )
+        if interactive:
+            out.print("[bold]hzcloud init[/] — a few questions; Enter keeps the proposal.")
+        name = name or typer.prompt("Hospital name")
+        code = code or (
+            typer.prompt("Site code", default=slug(name)) if interactive else slug(name)
+        )
+        servers = tuple(parse_server_flag(s) for s in server) if server else _ask_servers(code)
+        addrs = [s.address for s in servers]
+        management = management or guess_management(addrs)
+        if interactive:
+            ssh_user = typer.prompt("SSH user", default=ssh_user)
+            ssh_key = typer.prompt("SSH private key", default=ssh_key)
+            management = typer.prompt("Management network", default=management or None)
+        pg_guess, k8s_guess = guess_vips(management or "", addrs)
+        if interactive:
+            postgres_vip = postgres_vip or typer.prompt(
+                "Free address for PostgreSQL clients", default=pg_guess or None
+            )
+            kubernetes_vip = kubernetes_vip or typer.prompt(
+                "Free address for the Kubernetes API", default=k8s_guess or None
+            )
+            mirror = mirror or typer.prompt(
+                "apt mirror/proxy URL ('-' for the servers' own)", default="-"
+            )
+            mirror = "" if mirror == "-" else mirror
+        text = site_text(
+            SiteAnswers(
+                name=name,
+                code=code,
+                servers=servers,
+                ssh_user=ssh_user,
+                ssh_key=ssh_key,
+                management=management or "",
+                postgres_vip=postgres_vip or pg_guess,
+                kubernetes_vip=kubernetes_vip or k8s_guess,
+                mirror=mirror,
+            )
+        )
+    written = write_site(directory, text, force=force)
+    site: Site = load_site(written)
+    report.plan_table(plan_site(site))
+    out.print(f"wrote {written}")
+    out.print(f"next: hzcloud up {directory}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,139 @@
+"""Making a site folder: from answers (wizard or flags) or from an existing site.yaml."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+from hzcloud.errors import HzError, Problem, SiteError
+from hzcloud.model import SITE_FILE, Site, parse_site
+from hzcloud.resources import resource
+from hzcloud.siteyaml import load_yaml, load_yaml_bytes
+
+
+@dataclass(frozen=True)
+class ServerAnswer:
+    name: str
+    address: str
+    disks: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SiteAnswers:
+    name: str
+    code: str
+    servers: tuple[ServerAnswer, ...]
+    ssh_user: str = "root"
+    ssh_key: str = "~/.ssh/id_ed25519"
+    management: str = ""
+    postgres_vip: str = ""
+    kubernetes_vip: str = ""
+    mirror: str = ""
+    ntp: tuple[str, ...] = field(default_factory=tuple)
+
+
+def slug(text: str) -> str:
+    """A site code proposed from the hospital's name."""
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return words[:32].strip("-") or "site"
+
+
+def parse_server_flag(text: str) -> ServerAnswer:
+    """NAME=ADDRESS[:DISK,DISK...], as given to `hzcloud init --server`."""
+    m = re.fullmatch(r"([^=]+)=([^:]+)(?::(.*))?", text.strip())
+    if not m:
+        raise SiteError(
+            [
+                Problem(
+                    "--server",
+                    None,
+                    "",
+                    f"'{text}' is not NAME=ADDRESS[:DISK,...]",
+                    "write e.g. --server srv-01=10.20.0.11:/dev/sdb,/dev/sdc",
+                )
+            ]
+        )
+    disks = tuple(d for d in (m.group(3) or "").split(",") if d)
+    return ServerAnswer(m.group(1).strip(), m.group(2).strip(), disks)
+
+
+def guess_management(addresses: list[str]) -> str:
+    """The /24 holding the first server, if every server is in it."""
+    try:
+        net = ipaddress.IPv4Network(f"{addresses[0]}/24", strict=False)
+        if all(ipaddress.IPv4Address(a) in net for a in addresses):
+            return str(net)
+    except (ValueError, IndexError):
+        pass
+    return ""
+
+
+def guess_vips(management: str, taken: list[str]) -> tuple[str, str]:
+    """Two free addresses near the top of the management network, proposed for the VIPs."""
+    try:
+        net = ipaddress.IPv4Network(management)
+    except ValueError:
+        return "", ""
+    used = set(taken)
+    free = [
+        str(a)
+        for a in (net.broadcast_address - i for i in range(5, 60))
+        if str(a) not in used and a in net
+    ]
+    return (free[1], free[0]) if len(free) >= 2 else ("", "")
+
+
+def site_text(answers: SiteAnswers) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource("templates") / "site")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["to_json"] = lambda v: json.dumps(list(v) if isinstance(v, tuple) else v)
+    return env.get_template("site.yaml.j2").render(
+        name=answers.name,
+        code=answers.code,
+        ssh_user=answers.ssh_user,
+        ssh_key=answers.ssh_key,
+        servers=answers.servers,
+        management=answers.management or guess_management([s.address for s in answers.servers]),
+        postgres_vip=answers.postgres_vip,
+        kubernetes_vip=answers.kubernetes_vip,
+        mirror=answers.mirror,
+        ntp=answers.ntp,
+    )
+
+
+def check_text(text: str) -> Site:
+    """Validate site.yaml text exactly as `hzcloud validate` would."""
+    return parse_site(load_yaml_bytes(text.encode(), SITE_FILE), SITE_FILE)
+
+
+def write_site(directory: Path, text: str, force: bool = False) -> Path:
+    """Validate, then write directory/site.yaml; refuse to overwrite unless force."""
+    check_text(text)
+    target: Path = directory / SITE_FILE
+    if target.exists() and not force and target.read_text() != text:
+        raise HzError(
+            f"{target} already exists",
+            "hzcloud init never overwrites a site",
+            "use another folder, or pass --force to replace it",
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return target
+
+
+def text_from_file(path: Path) -> str:
+    """The text of an existing site.yaml, validated (for `hzcloud init --from`)."""
+    loaded = load_yaml(path)
+    parse_site(loaded, path.name)
+    return path.read_text()

@@ -1,0 +1,527 @@
+"""The site model: what a hospital wants, validated before any host is touched."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from hzcloud.errors import Problem, SiteError
+from hzcloud.siteyaml import KeyPath, Loaded, load_yaml
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+SITE_FILE = "site.yaml"
+MIN_SERVERS = 3
+MAX_SERVERS = 64
+
+Hostname = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
+DevicePath = Annotated[str, StringConstraints(pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
+
+
+class Role(StrEnum):
+    """Roles the planner places; also the vocabulary of pins in site.yaml."""
+
+    CEPH_MON = "ceph-mon"
+    CEPH_MGR = "ceph-mgr"
+    CEPH_OSD = "ceph-osd"
+    CEPH_RGW = "ceph-rgw"
+    ETCD = "etcd"
+    POSTGRES = "postgres"
+    REDIS = "redis"
+    REDIS_SENTINEL = "redis-sentinel"
+    K8S_SERVER = "k8s-server"
+    K8S_AGENT = "k8s-agent"
+    GATEWAY = "gateway"
+
+
+class BundleService(StrEnum):
+    """The clinical services hzcloud can install."""
+
+    PATIENT_INDEX = "patient-index"
+    CODES = "codes"
+    RECORDS = "records"
+    ORDERS = "orders"
+    IMAGING = "imaging"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hospital(_Model):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)]
+    code: Code
+
+
+class Ssh(_Model):
+    user: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "root"
+    key: Annotated[str, StringConstraints(min_length=1)] = "~/.ssh/id_ed25519"
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+
+
+class Server(_Model):
+    name: Hostname
+    address: IPv4Address
+    disks: list[DevicePath] = []
+    roles: list[Role] = []
+
+
+class Networks(_Model):
+    management: IPv4Network
+    postgres_vip: IPv4Address | None = None
+    kubernetes_vip: IPv4Address | None = None
+    pod_cidr: IPv4Network = IPv4Network("10.42.0.0/16")
+    service_cidr: IPv4Network = IPv4Network("10.43.0.0/16")
+    ntp: list[str] = []
+    dns: list[IPv4Address] = []
+    mirror: AnyHttpUrl | None = None
+
+
+class Ceph(_Model):
+    enabled: bool = True
+    replicas: Annotated[int, Field(ge=1, le=7)] = 3
+    min_size: Annotated[int, Field(ge=1, le=7)] = 2
+    mons: Annotated[int, Field(ge=1, le=7)] = 3
+
+
+class Postgres(_Model):
+    enabled: bool = True
+    version: Literal[15] = 15
+    synchronous: bool = True
+
+
+class Redis(_Model):
+    enabled: bool = True
+
+
+class Kubernetes(_Model):
+    enabled: bool = True
+    version: Annotated[str, StringConstraints(pattern=r"^v\d+\.\d+\.\d+(\+k3s\d+)?$")] = (
+        "v1.31.4+k3s1"
+    )
+
+
+class Services(_Model):
+    ceph: Ceph = Ceph()
+    postgres: Postgres = Postgres()
+    redis: Redis = Redis()
+    kubernetes: Kubernetes = Kubernetes()
+
+
+class Tenant(_Model):
+    name: Hostname
+    provider: Literal["aws", "azure", "gcp", "lab"]
+    region: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    endpoint: IPv4Address
+    subnet: IPv4Network
+
+
+class Cloud(_Model):
+    tenants: list[Tenant] = []
+
+
+class Bundle(_Model):
+    services: list[BundleService] = list(BundleService)
+
+
+class Site(_Model):
+    hospital: Hospital
+    ssh: Ssh = Ssh()
+    servers: list[Server]
+    networks: Networks
+    services: Services = Services()
+    cloud: Cloud = Cloud()
+    bundle: Bundle = Bundle()
+
+    @property
+    def storage_servers(self) -> list[Server]:
+        return [s for s in self.servers if s.disks]
+
+    def enabled(self, role: Role) -> bool:
+        """Whether the service a role belongs to is switched on."""
+        svc = self.services
+        if role in (Role.CEPH_MON, Role.CEPH_MGR, Role.CEPH_OSD, Role.CEPH_RGW):
+            return svc.ceph.enabled
+        if role in (Role.ETCD, Role.POSTGRES):
+            return svc.postgres.enabled
+        if role in (Role.REDIS, Role.REDIS_SENTINEL):
+            return svc.redis.enabled
+        if role in (Role.K8S_SERVER, Role.K8S_AGENT):
+            return svc.kubernetes.enabled
+        return True
+
+
+# Fixed group sizes; a pin beyond the size is a mistake the operator must hear about.
+QUORUM_SIZE = {
+    Role.ETCD: 3,
+    Role.POSTGRES: 3,
+    Role.REDIS: 3,
+    Role.REDIS_SENTINEL: 3,
+    Role.K8S_SERVER: 3,
+    Role.CEPH_MGR: 2,
+    Role.CEPH_RGW: 2,
+    Role.GATEWAY: 1,
+}
+
+
+def site_file(path: Path) -> Path:
+    """The site.yaml named by path: the file itself or the folder holding it."""
+    return path / SITE_FILE if path.is_dir() else path
+
+
+def load_site(path: Path) -> Site:
+    """Load and validate a site; raise SiteError listing every problem at once."""
+    file = site_file(path)
+    loaded = load_yaml(file)
+    return parse_site(loaded, file.name)
+
+
+def parse_site(loaded: Loaded, filename: str = SITE_FILE) -> Site:
+    """Validate parsed YAML as a Site; field errors first, then cross-field rules."""
+    try:
+        site = Site.model_validate(loaded.data)
+    except ValidationError as exc:
+        raise SiteError([_field_problem(err, loaded, filename) for err in exc.errors()]) from None
+    problems = [
+        Problem(filename, _line(loaded, path), _dotted(path), what, fix)
+        for path, what, fix in cross_field_problems(site)
+    ]
+    if problems:
+        raise SiteError(problems)
+    return site
+
+
+def _dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _line(loaded: Loaded, path: KeyPath) -> int | None:
+    for n in range(len(path), -1, -1):
+        if path[:n] in loaded.lines:
+            return loaded.lines[path[:n]]
+    return None
+
+
+_FIXES = {
+    "missing": "add this key",
+    "extra_forbidden": "remove it, or check its spelling against inventories/sample-hospital/site.yaml",
+    "ip_v4_address": "write an IPv4 address such as 10.20.0.11",
+    "ip_v4_network": "write a network in CIDR form such as 10.20.0.0/24 (host bits zero)",
+    "string_pattern_mismatch": "use lowercase letters, digits and '-' only",
+    "literal_error": "use one of the allowed values",
+    "enum": "use one of the allowed values",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "list_type": "write a list, e.g. [a, b] or one '- item' per line",
+    "dict_type": "write a mapping of keys",
+    "model_type": "write a mapping of keys",
+    "url_parsing": "write a URL such as http://10.20.0.5:3142",
+    "url_scheme": "write an http:// or https:// URL",
+    "greater_than_equal": "raise the value",
+    "less_than_equal": "lower the value",
+}
+
+_PATTERN_FIXES = {
+    "name": "use a hostname: lowercase letters, digits and '-', at most 63 characters",
+    "code": "use a short code: lowercase letters, digits and '-', e.g. stgeorge",
+    "user": "use a Unix user name such as root or hzadmin",
+    "version": "write a version such as v1.31.4+k3s1",
+}
+
+
+def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
+    path: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
+    kind = err["type"]
+    what = str(err["msg"])
+    if kind == "missing":
+        what = "required key is missing"
+    elif kind == "extra_forbidden":
+        what = "unknown key"
+    elif kind == "string_pattern_mismatch":
+        what = f"invalid value {err['input']!r}"
+    elif "input" in err and kind not in ("model_type", "dict_type"):
+        what = f"{what} (got {err['input']!r})"
+    fix = _FIXES.get(kind, "correct the value")
+    if kind == "string_pattern_mismatch" and path:
+        fix = _PATTERN_FIXES.get(str(path[-1]), fix)
+        if len(path) >= 2 and path[-2] == "disks":
+            fix = "write the device path, e.g. /dev/sdb"
+    if kind in ("literal_error", "enum"):
+        fix = f"use one of: {err.get('ctx', {}).get('expected', '')}".rstrip(": ")
+    return Problem(filename, _line(loaded, path), _dotted(path), what, fix)
+
+
+CrossProblem = tuple[KeyPath, str, str]
+
+
+def cross_field_problems(site: Site) -> list[CrossProblem]:
+    """Rules that need more than one field: uniqueness, networks, quorums, pins."""
+    out: list[CrossProblem] = []
+    out += _server_problems(site)
+    out += _network_problems(site)
+    out += _service_problems(site)
+    out += _pin_problems(site)
+    return out
+
+
+def _server_problems(site: Site) -> list[CrossProblem]:
+    out: list[CrossProblem] = []
+    n = len(site.servers)
+    if n < MIN_SERVERS:
+        out.append(
+            (
+                ("servers",),
+                f"{n} server(s) listed; quorums need at least {MIN_SERVERS}",
+                f"list at least {MIN_SERVERS} servers",
+            )
+        )
+    if n > MAX_SERVERS:
+        out.append(
+            (
+                ("servers",),
+                f"{n} servers listed; one site holds at most {MAX_SERVERS}",
+                "split the hospital into several sites",
+            )
+        )
+    seen_names: dict[str, int] = {}
+    seen_addrs: dict[IPv4Address, int] = {}
+    for i, s in enumerate(site.servers):
+        if s.name in seen_names:
+            out.append(
+                (
+                    ("servers", i, "name"),
+                    f"name '{s.name}' is already used by servers[{seen_names[s.name]}]",
+                    "give every server its own name",
+                )
+            )
+        seen_names.setdefault(s.name, i)
+        if s.address in seen_addrs:
+            out.append(
+                (
+                    ("servers", i, "address"),
+                    f"address {s.address} is already used by servers[{seen_addrs[s.address]}]",
+                    "give every server its own address",
+                )
+            )
+        seen_addrs.setdefault(s.address, i)
+        if len(set(s.disks)) != len(s.disks):
+            out.append((("servers", i, "disks"), "a disk is listed twice", "list each disk once"))
+        if len(set(s.roles)) != len(s.roles):
+            out.append((("servers", i, "roles"), "a role is pinned twice", "list each role once"))
+    return out
+
+
+def _network_problems(site: Site) -> list[CrossProblem]:
+    out: list[CrossProblem] = []
+    net = site.networks
+    mgmt = net.management
+    usable = f"pick an address between {mgmt.network_address + 1} and {mgmt.broadcast_address - 1}"
+    for i, s in enumerate(site.servers):
+        if s.address not in mgmt:
+            out.append(
+                (
+                    ("servers", i, "address"),
+                    f"{s.address} is outside the management network {mgmt}",
+                    f"{usable}, or correct networks.management",
+                )
+            )
+        elif s.address in (mgmt.network_address, mgmt.broadcast_address):
+            out.append(
+                (
+                    ("servers", i, "address"),
+                    f"{s.address} is the network or broadcast address of {mgmt}",
+                    usable,
+                )
+            )
+    servers_by_addr = {s.address: s.name for s in site.servers}
+    vips: dict[IPv4Address, str] = {}
+    for key in ("postgres_vip", "kubernetes_vip"):
+        vip = getattr(net, key)
+        if vip is None:
+            continue
+        path: KeyPath = ("networks", key)
+        if vip not in mgmt or vip in (mgmt.network_address, mgmt.broadcast_address):
+            out.append(
+                (path, f"{vip} is not a usable address of the management network {mgmt}", usable)
+            )
+        elif vip in servers_by_addr:
+            out.append(
+                (
+                    path,
+                    f"{vip} is the address of server {servers_by_addr[vip]}",
+                    "choose a free address for the VIP",
+                )
+            )
+        elif vip in vips:
+            out.append(
+                (path, f"{vip} is also networks.{vips[vip]}", "give each VIP its own address")
+            )
+        vips.setdefault(vip, key)
+    cidrs: list[tuple[KeyPath, IPv4Network]] = [
+        (("networks", "management"), mgmt),
+        (("networks", "pod_cidr"), net.pod_cidr),
+        (("networks", "service_cidr"), net.service_cidr),
+    ] + [(("cloud", "tenants", i, "subnet"), t.subnet) for i, t in enumerate(site.cloud.tenants)]
+    for a in range(len(cidrs)):
+        for b in range(a):
+            (pa, na), (pb, nb) = cidrs[a], cidrs[b]
+            if na.overlaps(nb):
+                out.append(
+                    (pa, f"{na} overlaps {_dotted(pb)} {nb}", "choose networks that do not overlap")
+                )
+    names = [t.name for t in site.cloud.tenants]
+    for i, t in enumerate(site.cloud.tenants):
+        if names.index(t.name) != i:
+            out.append(
+                (
+                    ("cloud", "tenants", i, "name"),
+                    f"tenant name '{t.name}' is used twice",
+                    "give every tenant its own name",
+                )
+            )
+        if t.endpoint in mgmt:
+            out.append(
+                (
+                    ("cloud", "tenants", i, "endpoint"),
+                    f"{t.endpoint} is inside the management network {mgmt}",
+                    "give the tenant's public VPN endpoint address",
+                )
+            )
+    for i, ntp in enumerate(net.ntp):
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", ntp):
+            out.append(
+                (
+                    ("networks", "ntp", i),
+                    f"'{ntp}' is not a host name or address",
+                    "write an NTP server such as 10.20.0.1 or ntp.hospital.local",
+                )
+            )
+    return out
+
+
+def _service_problems(site: Site) -> list[CrossProblem]:
+    out: list[CrossProblem] = []
+    ceph = site.services.ceph
+    n = len(site.servers)
+    if ceph.enabled:
+        storage = len(site.storage_servers)
+        if storage == 0:
+            out.append(
+                (
+                    ("servers",),
+                    "Ceph is enabled but no server offers disks",
+                    "add disks: [/dev/sdb] to the storage servers, or set services.ceph.enabled: false",
+                )
+            )
+        elif ceph.replicas > storage:
+            out.append(
+                (
+                    ("services", "ceph", "replicas"),
+                    f"replicas {ceph.replicas} needs {ceph.replicas} storage servers; {storage} offer disks",
+                    f"lower services.ceph.replicas to {storage} or offer disks on more servers",
+                )
+            )
+        if ceph.min_size > ceph.replicas:
+            out.append(
+                (
+                    ("services", "ceph", "min_size"),
+                    f"min_size {ceph.min_size} is larger than replicas {ceph.replicas}",
+                    "set min_size to at most replicas (usually replicas - 1)",
+                )
+            )
+        if ceph.mons % 2 == 0:
+            out.append(
+                (
+                    ("services", "ceph", "mons"),
+                    f"must be odd (got {ceph.mons})",
+                    "use 3 or 5 monitors so a majority can always be formed",
+                )
+            )
+        elif ceph.mons > n:
+            out.append(
+                (
+                    ("services", "ceph", "mons"),
+                    f"{ceph.mons} monitors need {ceph.mons} servers; {n} listed",
+                    "lower services.ceph.mons or add servers",
+                )
+            )
+    if site.bundle.services:
+        if not site.services.kubernetes.enabled:
+            out.append(
+                (
+                    ("bundle", "services"),
+                    "the clinical bundle runs on Kubernetes, which is disabled",
+                    "enable services.kubernetes or set bundle.services: []",
+                )
+            )
+        if not site.services.postgres.enabled:
+            out.append(
+                (
+                    ("bundle", "services"),
+                    "the clinical bundle needs PostgreSQL, which is disabled",
+                    "enable services.postgres or set bundle.services: []",
+                )
+            )
+    if len(set(site.bundle.services)) != len(site.bundle.services):
+        out.append((("bundle", "services"), "a service is listed twice", "list each service once"))
+    return out
+
+
+def _pin_problems(site: Site) -> list[CrossProblem]:
+    out: list[CrossProblem] = []
+    pinned: dict[Role, list[int]] = {}
+    for i, s in enumerate(site.servers):
+        for role in s.roles:
+            pinned.setdefault(role, []).append(i)
+            path: KeyPath = ("servers", i, "roles")
+            if not site.enabled(role):
+                out.append(
+                    (
+                        path,
+                        f"role {role} is pinned but its service is disabled",
+                        "remove the pin or enable the service in services:",
+                    )
+                )
+            if role is Role.CEPH_OSD and not s.disks:
+                out.append(
+                    (
+                        path,
+                        "role ceph-osd is pinned on a server without disks",
+                        "add disks: [...] to this server or remove the pin",
+                    )
+                )
+        if Role.K8S_SERVER in s.roles and Role.K8S_AGENT in s.roles:
+            out.append(
+                (
+                    ("servers", i, "roles"),
+                    "k8s-server and k8s-agent pinned on the same server",
+                    "a Kubernetes server is never also an agent: keep one of them",
+                )
+            )
+    sizes = dict(QUORUM_SIZE)
+    sizes[Role.CEPH_MON] = site.services.ceph.mons
+    for role, idx in pinned.items():
+        size = sizes.get(role)
+        if size is not None and len(idx) > size:
+            out.append(
+                (
+                    ("servers", idx[size], "roles"),
+                    f"{role} is pinned on {len(idx)} servers; it runs on exactly {size}",
+                    f"pin {role} on at most {size} servers",
+                )
+            )
+    return out
+
+
+def parse_address(text: str) -> IPv4Address:
+    """Parse an IPv4 address typed by a person (used by the wizard)."""
+    return ipaddress.IPv4Address(text.strip())
