@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from hzcloud import __version__, report
+from typer.core import TyperGroup
+
+from hzcloud import __version__, engine, journal, report
 from hzcloud.errors import HzError
 from hzcloud.initsite import (
     ServerAnswer,
@@ -25,7 +27,6 @@ from hzcloud.model import Site, load_site, site_file
 from hzcloud.plan import plan_site
 from hzcloud.render import render
 from hzcloud.report import Output
-from typer.core import TyperGroup
 
 
 class _Group(TyperGroup):
@@ -224,6 +225,83 @@ def init(
     report.plan_table(plan_site(site))
     out.print(f"wrote {written}")
     out.print(f"next: hzcloud up {directory}")
+
+
+@app.command()
+def up(
+    site: SiteArg = Path("."),
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated phases to run, e.g. preflight,base,data.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Render and show what would run; touch no host.")
+    ] = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Converge the site: preflight, then every phase of the plan; resumes after a failure."""
+    loaded = engine.load(site)
+    wanted = [p.strip() for p in only.split(",") if p.strip()] if only else None
+    if dry_run:
+        render(loaded.site, loaded.plan, loaded.site_dir)
+        phases = engine.select_phases(loaded.plan, wanted, loaded.site_dir / "state")
+        if output is Output.json:
+            report.print_json(
+                {"phases": [{"name": p.name, "depends_on": list(p.depends_on)} for p in phases]}
+            )
+        else:
+            report.plan_table(loaded.plan)
+            report.console().print("would run: " + ", ".join(p.name for p in phases))
+        return
+    progress = report.UpProgress(quiet=output is Output.json)
+    try:
+        result = engine.up(loaded, wanted, progress)
+    finally:
+        progress.close()
+    report.up_summary(result, output)
+    if not result.ok:
+        failed = next(r for r in result.records if r.status == "failed")
+        err = failed.error
+        raise HzError(
+            f"{failed.phase} failed"
+            + (f" on {err['host']}" if err.get("host") else "")
+            + (f' (task "{err["task"]}")' if err.get("task") else ""),
+            err.get("message", ""),
+            f"fix the cause, then `hzcloud up {site}` resumes at {failed.phase} "
+            f"(journal: {loaded.site_dir / 'state' / 'journal.jsonl'})",
+        )
+
+
+@app.command()
+def status(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
+    """What the last runs did, from the journal; touches no host."""
+    site_dir = site_dir_of(site)
+    if not site_file(site).exists():
+        load_site(site)  # the usual clear error for a missing site
+    report.status(
+        sorted(journal.latest(site_dir / "state").values(), key=lambda r: r.started), output
+    )
+
+
+@app.command()
+def verify(
+    site: SiteArg = Path("."),
+    junit: Annotated[Path | None, typer.Option(help="Also write a JUnit XML report here.")] = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Check the deployed site over SSH (testinfra): services, ports, quorums, clocks."""
+    from hzcloud.verify import run_checks, write_junit
+
+    loaded = engine.load(site)
+    rendered = render(loaded.site, loaded.plan, loaded.site_dir)
+    deployed = {
+        n for n, r in journal.latest(rendered.state_dir).items() if r.status in ("ok", "skipped")
+    }
+    checks = run_checks(loaded.plan, rendered.state_dir, deployed | {"base"})
+    if junit:
+        write_junit(checks, junit)
+    report.verify_result(checks, output)
+    if not all(c.passed for c in checks):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+
 from hzcloud.errors import HzError, Problem, SiteError
 from hzcloud.model import SITE_FILE, Site, parse_site
 from hzcloud.resources import resource

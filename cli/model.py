@@ -9,9 +9,10 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
 from hzcloud.errors import Problem, SiteError
 from hzcloud.siteyaml import KeyPath, Loaded, load_yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 SITE_FILE = "site.yaml"
 MIN_SERVERS = 3

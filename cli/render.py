@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
 from hzcloud.model import Role, Site
 from hzcloud.plan import Plan
 from hzcloud.resources import resource
@@ -116,5 +117,6 @@ def render(site: Site, plan: Plan, site_dir: Path) -> Rendered:
         link.unlink(missing_ok=True)
         link.symlink_to(target)
     ensure_secrets(site_dir)
+    Path(ctx["control_path_dir"]).mkdir(mode=0o700, exist_ok=True)
     (state_dir / "known_hosts").touch(mode=0o600, exist_ok=True)
     return Rendered(state_dir, tuple(written), tuple(unchanged))

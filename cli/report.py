@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hzcloud.errors import HzError, SiteError
-from hzcloud.plan import Plan
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+
+from hzcloud.errors import HzError, SiteError
+from hzcloud.executors import Event
+from hzcloud.journal import PhaseRecord
+from hzcloud.plan import Plan
+
+if TYPE_CHECKING:
+    from hzcloud.engine import UpResult
+    from hzcloud.verify import Check
 
 
 class Output(StrEnum):
@@ -61,3 +71,174 @@ def plan_table(plan: Plan) -> None:
     for p in plan.phases:
         after = f" (after {', '.join(p.depends_on)})" if p.depends_on else ""
         out.print(f"  {p.name:<11} {p.executor:<9} {escape(p.description)}{after}")
+
+
+class UpProgress:
+    """Live view of `hzcloud up`: one line per phase on a terminal, plain lines in a pipe."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.out = console(stderr=quiet)
+        self.live_mode = self.out.is_terminal and not quiet
+        self.quiet = quiet
+        self.lock = threading.Lock()
+        self.phases: dict[str, dict[str, Any]] = {}
+        self.live: Live | None = None
+        if self.live_mode:
+            self.live = Live(self._table(), console=self.out, refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def _table(self) -> Table:
+        table = Table(show_edge=False, pad_edge=False, box=None)
+        for col in ("phase", "status", "changed", "elapsed", "now"):
+            table.add_column(col)
+        now = time.monotonic()
+        for name, st in self.phases.items():
+            end = st.get("end") or now
+            table.add_row(
+                name,
+                st["status"],
+                str(st["changed"]),
+                f"{end - st['start']:.0f}s",
+                escape(st["now"])[:70],
+            )
+        return table
+
+    def __call__(self, ev: Event) -> None:
+        with self.lock:
+            st = self.phases.setdefault(
+                ev.phase,
+                {
+                    "status": "waiting",
+                    "changed": 0,
+                    "start": time.monotonic(),
+                    "end": None,
+                    "now": "",
+                },
+            )
+            line = ""
+            if ev.kind == "phase-start":
+                st.update(status="running", start=time.monotonic())
+                line = f"[{ev.phase}] started"
+            elif ev.kind == "phase-end":
+                st.update(status=ev.detail, end=time.monotonic(), now="")
+                line = f"[{ev.phase}] {ev.detail} in {st['end'] - st['start']:.1f}s, {st['changed']} changed"
+            elif ev.kind == "phase-skipped":
+                st.update(status="skipped", end=st["start"])
+                line = f"[{ev.phase}] skipped: {ev.detail}"
+            elif ev.kind == "task":
+                st["now"] = ev.task
+                line = f"[{ev.phase}] {ev.task}"
+            elif ev.kind == "changed":
+                st["changed"] += 1
+                line = f"[{ev.phase}] {ev.host}: changed: {ev.task}"
+            elif ev.kind in ("failed", "unreachable"):
+                line = f"[{ev.phase}] {ev.host}: {ev.kind.upper()}: {ev.task}: {ev.detail}"
+            if self.live is not None:
+                if ev.kind in ("failed", "unreachable", "phase-end"):
+                    self.live.console.print(escape(line))
+                self.live.update(self._table())
+            elif line and not self.quiet:
+                self.out.print(escape(line))
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.stop()
+
+
+def up_summary(result: UpResult, output: Output) -> None:
+    if output is Output.json:
+        print_json(
+            {
+                "ok": result.ok,
+                "run": result.run,
+                "seconds": round(result.seconds, 1),
+                "phases": [
+                    {
+                        "name": r.phase,
+                        "status": r.status,
+                        "changed": r.changed,
+                        "seconds": r.seconds,
+                        "error": r.error or None,
+                    }
+                    for r in result.records
+                ],
+                "findings": [
+                    {
+                        "host": f.host,
+                        "check": f.check,
+                        "ok": f.ok,
+                        "blocking": f.blocking,
+                        "detail": f.detail,
+                    }
+                    for f in result.findings
+                    if not f.ok
+                ],
+            }
+        )
+        return
+    out = console()
+    problems = [f for f in result.findings if not f.ok]
+    if problems:
+        table = Table(title="preflight findings", show_edge=False, pad_edge=False)
+        for col in ("host", "check", "blocking", "detail"):
+            table.add_column(col)
+        for f in problems:
+            table.add_row(f.host, f.check, "yes" if f.blocking else "no", escape(f.detail))
+        out.print(table)
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("phase", "status", "changed", "seconds"):
+        table.add_column(col)
+    for r in result.records:
+        table.add_row(r.phase, r.status, str(r.changed), f"{r.seconds:.1f}")
+    out.print(table)
+    total = sum(r.changed for r in result.records)
+    out.print(
+        f"{'ok' if result.ok else 'FAILED'}: {total} changed in {result.seconds:.1f}s (run {result.run})"
+    )
+
+
+def status(records: list[PhaseRecord], output: Output) -> None:
+    if output is Output.json:
+        print_json(
+            {
+                "phases": [
+                    {
+                        "name": r.phase,
+                        "status": r.status,
+                        "changed": r.changed,
+                        "seconds": r.seconds,
+                        "run": r.run,
+                        "ended": r.ended,
+                        "error": r.error or None,
+                    }
+                    for r in records
+                ]
+            }
+        )
+        return
+    out = console()
+    if not records:
+        out.print("nothing has run on this site yet: hzcloud up")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("phase", "status", "changed", "seconds", "when", "error"):
+        table.add_column(col)
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ended or r.started))
+        err = " ".join(f"{k}={v}" for k, v in r.error.items()) if r.error else ""
+        table.add_row(r.phase, r.status, str(r.changed), f"{r.seconds:.1f}", when, escape(err))
+    out.print(table)
+
+
+def verify_result(checks: list[Check], output: Output) -> None:
+    passed = all(c.passed for c in checks)
+    if output is Output.json:
+        print_json({"passed": passed, "checks": [c.to_dict() for c in checks]})
+        return
+    out = console()
+    for c in checks:
+        mark = "[green]pass[/]" if c.passed else "[red]FAIL[/]"
+        out.print(f"{mark} {c.host:<10} {escape(c.name)}: {escape(c.detail)}")
+    n = sum(not c.passed for c in checks)
+    out.print(f"{len(checks)} checks, {n} failed" if n else f"{len(checks)} checks passed")

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import yaml
+
 from hzcloud.errors import HzError
 
 SECRETS_FILE = "secrets.yaml"

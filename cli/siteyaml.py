@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from hzcloud.errors import Problem, SiteError
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
+# A site file is a few levels deep; the composer recurses, so a bound keeps Python's stack safe.
+MAX_DEPTH = 32
 
 KeyPath = tuple[str | int, ...]
 
@@ -26,6 +29,8 @@ class Loaded:
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses aliases, so an alias bomb can never expand."""
 
+    _depth = 0
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
@@ -35,7 +40,18 @@ class _NoAliasLoader(yaml.SafeLoader):
                 f"alias *{event.anchor} is not allowed in a site file; write the value out",
                 event.start_mark,
             )
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested more than {MAX_DEPTH} levels deep",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], count: list[int]) -> Any:
@@ -63,11 +79,31 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], count: list
 def _scalar(node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return node  # a complex key: rejected by the caller
-    return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)
+    line = node.start_mark.line + 1
+    if node.tag == "tag:yaml.org,2002:merge":
+        raise _BadValue(
+            line, "merge keys (<<) are not allowed in a site file", "write the keys out"
+        )
+    try:
+        return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)
+    except yaml.MarkedYAMLError as exc:
+        raise _BadValue(line, str(exc.problem or exc.context), _PLAIN) from None
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        # e.g. `!!int abc`, `!!timestamp x` or an integer with thousands of digits
+        tag = node.tag.rsplit(":", 1)[-1]
+        raise _BadValue(line, f"cannot read {node.value[:40]!r} as {tag}", _PLAIN) from None
+
+
+_PLAIN = "write a plain value such as a name, a number or an address"
 
 
 class _TooBig(Exception):
     pass
+
+
+class _BadValue(Exception):
+    def __init__(self, line: int, detail: str, fix: str) -> None:
+        self.line, self.detail, self.fix = line, detail, fix
 
 
 class _BadKey(Exception):
@@ -155,7 +191,12 @@ def load_yaml_bytes(raw: bytes, name: str) -> Loaded:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         detail = exc.problem or exc.context or "invalid YAML"
-        fix = "write the value out" if "alias" in detail else "fix the YAML syntax at this line"
+        if "alias" in detail:
+            fix = "write the value out"
+        elif "nested" in detail:
+            fix = "check that this is the right file"
+        else:
+            fix = "fix the YAML syntax at this line"
         raise fail(f"invalid YAML: {detail}", fix, line) from None
     except yaml.YAMLError as exc:
         raise fail(f"invalid YAML: {exc}", "fix the YAML syntax") from None
@@ -182,6 +223,6 @@ def load_yaml_bytes(raw: bytes, name: str) -> Loaded:
     except _DuplicateKey as exc:
         dotted = ".".join(str(p) for p in (*exc.path, exc.key))
         raise fail(f"key '{exc.key}' appears twice", "keep one of them", exc.line, dotted) from None
-    except yaml.YAMLError as exc:
-        raise fail(f"invalid value: {exc}", "fix the value") from None
+    except _BadValue as exc:
+        raise fail(f"invalid value: {exc.detail}", exc.fix, exc.line) from None
     return Loaded(data, lines)

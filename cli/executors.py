@@ -1,0 +1,153 @@
+"""Executors: run one phase, stream its events, return its result. Only they touch hosts."""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hzcloud.errors import HzError
+from hzcloud.resources import resource
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of a phase: a task started or finished on a host."""
+
+    phase: str
+    kind: str  # task | ok | changed | failed | unreachable | skipped | message
+    host: str = ""
+    task: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    host: str
+    task: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: str
+    ok: bool
+    changed: int
+    seconds: float
+    hosts: dict[str, dict[str, int]] = field(default_factory=dict)
+    failures: tuple[Failure, ...] = ()
+
+
+OnEvent = Callable[[Event], None]
+
+
+def playbook_for(phase: str) -> Path:
+    return resource("playbooks") / f"{phase}.yml"
+
+
+def _message(res: dict[str, Any]) -> str:
+    for key in ("msg", "stderr", "module_stderr", "stdout"):
+        val = res.get(key)
+        if val:
+            text = str(val).strip()
+            return text.splitlines()[-1][:400] if key != "msg" else text[:400]
+    return "failed"
+
+
+def run_ansible(
+    phase: str, state_dir: Path, on_event: OnEvent, limit: str | None = None
+) -> PhaseResult:
+    """Run playbooks/<phase>.yml through ansible-runner against the rendered inventory."""
+    import ansible_runner  # imported here: it is slow to import and not needed by plan/validate
+
+    playbook = playbook_for(phase)
+    if not playbook.exists():
+        raise HzError(
+            f"phase {phase} has no playbook ({playbook})",
+            "this hzcloud build does not ship that phase",
+            f"switch the service off in site.yaml or run `hzcloud up --only` without {phase}",
+        )
+    private = state_dir / "runner"
+    private.mkdir(parents=True, exist_ok=True)
+    events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    env = {
+        "ANSIBLE_CONFIG": str(state_dir / "ansible.cfg"),
+        # the venv's ansible-playbook, whether or not the venv is activated
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    started = time.monotonic()
+
+    def handler(ev: dict[str, Any]) -> bool:
+        events.put(ev)  # rendering happens on this thread's caller, not inside runner's loop
+        return True
+
+    def finished(_runner: Any) -> None:
+        events.put(None)
+
+    thread, runner = ansible_runner.run_async(
+        private_data_dir=str(private),
+        playbook=str(playbook),
+        inventory=str(state_dir / "inventory.yml"),
+        envvars=env,
+        limit=limit,
+        quiet=True,
+        event_handler=handler,
+        finished_callback=finished,
+        rotate_artifacts=5,
+        suppress_env_files=True,
+        ident=f"{phase}-{int(time.time())}",
+    )
+    failures: list[Failure] = []
+    while True:
+        try:
+            ev = events.get(timeout=1.0)
+        except queue.Empty:
+            if not thread.is_alive():
+                break
+            continue
+        if ev is None:
+            break
+        _translate(phase, ev, on_event, failures)
+    thread.join()
+    stats: dict[str, dict[str, Any]] = runner.stats or {}
+    hosts: dict[str, dict[str, int]] = {}
+    for key in ("ok", "changed", "failures", "dark", "skipped"):
+        for host, n in (stats.get(key) or {}).items():
+            hosts.setdefault(host, {})[key] = int(n)
+    changed = sum(h.get("changed", 0) for h in hosts.values())
+    ok = runner.status == "successful" and runner.rc == 0
+    if not ok and not failures:
+        failures.append(
+            Failure(
+                "",
+                "",
+                f"ansible-runner ended {runner.status} (rc {runner.rc}); see {private}/artifacts",
+            )
+        )
+    return PhaseResult(phase, ok, changed, time.monotonic() - started, hosts, tuple(failures))
+
+
+def _translate(phase: str, ev: dict[str, Any], on_event: OnEvent, failures: list[Failure]) -> None:
+    kind = ev.get("event", "")
+    data = ev.get("event_data") or {}
+    host = str(data.get("host") or "")
+    task = str(data.get("task") or "")
+    if kind == "playbook_on_task_start":
+        on_event(Event(phase, "task", task=task))
+    elif kind == "runner_on_ok":
+        changed = bool((data.get("res") or {}).get("changed"))
+        on_event(Event(phase, "changed" if changed else "ok", host, task))
+    elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+        msg = _message(data.get("res") or {})
+        failures.append(Failure(host, task, msg))
+        on_event(Event(phase, "failed", host, task, msg))
+    elif kind == "runner_on_unreachable":
+        msg = _message(data.get("res") or {})
+        failures.append(Failure(host, task, f"unreachable: {msg}"))
+        on_event(Event(phase, "unreachable", host, task, msg))

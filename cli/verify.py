@@ -1,0 +1,253 @@
+"""The checks that prove a site works, run with testinfra over the rendered SSH config."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hzcloud.plan import NodePlan, Plan
+
+# Which deployed phase owns a role: a role is only checked once its phase has completed.
+ROLE_PHASE = {
+    "etcd": "data",
+    "postgres": "data",
+    "redis": "data",
+    "redis-sentinel": "data",
+    "ceph-mon": "storage",
+    "ceph-mgr": "storage",
+    "ceph-osd": "storage",
+    "ceph-rgw": "storage",
+    "k8s-server": "kubernetes",
+    "k8s-agent": "kubernetes",
+    "gateway": "cloud",
+}
+
+# Services that must be running and enabled per role (Debian unit names).
+ROLE_SERVICES = {
+    "etcd": ["etcd"],
+    "postgres": ["patroni"],
+    "redis": ["redis-server"],
+    "redis-sentinel": ["redis-sentinel"],
+}
+
+ROLE_PORTS = {
+    "etcd": [2379, 2380],
+    "postgres": [5432, 8008],
+    "redis": [6379],
+    "redis-sentinel": [26379],
+    "ceph-mon": [3300, 6789],
+    "ceph-rgw": [7480],
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    host: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.host, "passed": self.passed, "detail": self.detail}
+
+
+def host_for(node: NodePlan, state_dir: Path) -> Any:
+    import testinfra
+
+    return testinfra.get_host(f"ssh://{node.name}", ssh_config=str(state_dir / "ssh_config"))
+
+
+def _node_checks(host: Any, node: NodePlan, plan: Plan, deployed: set[str]) -> list[Check]:
+    out: list[Check] = []
+
+    def add(name: str, passed: bool, detail: str) -> None:
+        out.append(Check(name, node.name, passed, detail))
+
+    try:
+        host.run("true")
+    except Exception as exc:  # testinfra raises backend-specific errors for an unreachable host
+        add("reachable", False, str(exc).splitlines()[0][:200] if str(exc) else "unreachable")
+        return out
+    if "base" in deployed:
+        tracking = host.run("chronyc -n tracking")
+        leap = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in tracking.stdout.splitlines()
+                if ln.startswith("Leap status")
+            ),
+            "unknown",
+        )
+        add("clock in sync", tracking.rc == 0 and leap == "Normal", f"chrony leap status {leap}")
+    roles = [r for r in node.roles if ROLE_PHASE.get(r) in deployed]
+    for role in roles:
+        for unit in ROLE_SERVICES.get(role, []):
+            svc = host.service(unit)
+            add(
+                f"{unit} running and enabled",
+                svc.is_running and svc.is_enabled,
+                f"running={svc.is_running} enabled={svc.is_enabled}",
+            )
+    ss = host.run("ss -Hltn")
+    ports = set()
+    for line in ss.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[3].rsplit(":", 1)[-1].isdigit():
+            ports.add(int(parts[3].rsplit(":", 1)[-1]))
+    for role, role_ports in ROLE_PORTS.items():
+        if ROLE_PHASE[role] not in deployed:
+            continue
+        planned = role in node.roles
+        for port in role_ports:
+            # a port listens exactly where the plan put its role
+            shared = any(port in ROLE_PORTS.get(r, []) for r in node.roles if r != role)
+            if shared:
+                continue
+            add(
+                f"port {port} ({role})",
+                (port in ports) == planned,
+                ("listening" if port in ports else "closed")
+                + (
+                    " as planned"
+                    if (port in ports) == planned
+                    else (" but planned" if planned else " but not planned")
+                ),
+            )
+    return out
+
+
+def _cluster_checks(
+    hosts: dict[str, Any], plan: Plan, secrets: dict[str, str], deployed: set[str]
+) -> list[Check]:
+    out: list[Check] = []
+    if "data" in deployed and plan.hosts("postgres"):
+        first = plan.hosts("postgres")[0].name
+        res = hosts[first].run(
+            "python3 -c 'import urllib.request,sys;"
+            'sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:8008/cluster",timeout=5).read().decode())\''
+        )
+        try:
+            members = json.loads(res.stdout)["members"]
+            leaders = [m["name"] for m in members if m.get("role") == "leader"]
+            streaming = [
+                m["name"]
+                for m in members
+                if m.get("role") in ("replica", "sync_standby")
+                and m.get("state") in ("streaming", "running")
+            ]
+            ok = len(leaders) == 1 and len(streaming) == len(plan.hosts("postgres")) - 1
+            out.append(
+                Check(
+                    "patroni leader + streaming replicas",
+                    first,
+                    ok,
+                    f"leader {leaders}, replicas {streaming}",
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            out.append(
+                Check(
+                    "patroni leader + streaming replicas",
+                    first,
+                    False,
+                    f"no cluster status from Patroni: {(res.stderr or res.stdout)[:200]}",
+                )
+            )
+    if "data" in deployed and plan.hosts("redis-sentinel"):
+        first = plan.hosts("redis-sentinel")[0].name
+        pw = shlex.quote(secrets.get("redis_password", ""))
+        master = f"{plan.site}-redis"
+        res = hosts[first].run(f"REDISCLI_AUTH={pw} redis-cli -p 26379 sentinel ckquorum {master}")
+        out.append(
+            Check(
+                "sentinel quorum",
+                first,
+                res.stdout.startswith("OK"),
+                (res.stdout or res.stderr).strip()[:200],
+            )
+        )
+    if "storage" in deployed and plan.hosts("ceph-mon"):
+        first = plan.hosts("ceph-mon")[0].name
+        res = hosts[first].run("ceph status -f json")
+        try:
+            st = json.loads(res.stdout)
+            health = st["health"]["status"]
+            quorum = st.get("quorum_names", [])
+            osdmap = st["osdmap"].get("osdmap", st["osdmap"])
+            osds = (osdmap["num_osds"], osdmap["num_up_osds"], osdmap["num_in_osds"])
+            out.append(Check("ceph health", first, health == "HEALTH_OK", health))
+            out.append(
+                Check(
+                    "ceph mon quorum",
+                    first,
+                    len(quorum) == len(plan.hosts("ceph-mon")),
+                    f"in quorum: {quorum}",
+                )
+            )
+            out.append(
+                Check(
+                    "ceph osds up and in",
+                    first,
+                    osds[0] > 0 and osds[0] == osds[1] == osds[2],
+                    f"{osds[0]} osds, {osds[1]} up, {osds[2]} in",
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            out.append(
+                Check("ceph health", first, False, f"no status: {(res.stderr or res.stdout)[:200]}")
+            )
+        for node in plan.hosts("ceph-rgw"):
+            res = hosts[node.name].run(
+                "python3 -c 'import urllib.request;"
+                'print(urllib.request.urlopen("http://127.0.0.1:7480",timeout=5).status)\''
+            )
+            out.append(
+                Check(
+                    "S3 endpoint answers",
+                    node.name,
+                    res.stdout.strip() == "200",
+                    f"http://{node.address}:7480 -> {res.stdout.strip() or res.stderr.strip()[:100]}",
+                )
+            )
+    return out
+
+
+def run_checks(
+    plan: Plan, state_dir: Path, deployed: set[str], secrets: dict[str, str] | None = None
+) -> list[Check]:
+    """Run every check that applies to what has been deployed, hosts in parallel."""
+    if secrets is None:
+        from hzcloud.secrets import read_secrets
+
+        secrets = read_secrets(state_dir.parent)
+    hosts = {n.name: host_for(n, state_dir) for n in plan.nodes}
+    with ThreadPoolExecutor(max_workers=min(16, len(plan.nodes))) as pool:
+        per_node = list(
+            pool.map(lambda n: _node_checks(hosts[n.name], n, plan, deployed), plan.nodes)
+        )
+    checks = [c for group in per_node for c in group]
+    unreachable = {c.host for c in checks if c.name == "reachable"}
+    if not unreachable:
+        checks += _cluster_checks(hosts, plan, secrets, deployed)
+    return checks
+
+
+def write_junit(checks: list[Check], path: Path) -> None:
+    suite = ET.Element(
+        "testsuite",
+        name="hzcloud.verify",
+        tests=str(len(checks)),
+        failures=str(sum(not c.passed for c in checks)),
+    )
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=c.host or "site", name=c.name)
+        if not c.passed:
+            ET.SubElement(case, "failure", message=c.detail).text = c.detail
+        else:
+            ET.SubElement(case, "system-out").text = c.detail
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
