@@ -137,6 +137,8 @@ class Site(_Model):
     services: Services = Services()
     cloud: Cloud = Cloud()
     bundle: Bundle = Bundle()
+    # Release artifacts (k3s, pulumi and its plugins, images), relative to the site folder.
+    artifacts: Annotated[str, StringConstraints(min_length=1)] = "artifacts"
 
     @property
     def storage_servers(self) -> list[Server]:
@@ -166,6 +168,13 @@ QUORUM_SIZE = {
     Role.CEPH_MGR: 2,
     Role.CEPH_RGW: 2,
     Role.GATEWAY: 1,
+}
+
+# Roles that always sit with another group, on the first servers of it.
+FOLLOWS = {
+    Role.ETCD: Role.POSTGRES,
+    Role.REDIS_SENTINEL: Role.REDIS,
+    Role.CEPH_MGR: Role.CEPH_MON,
 }
 
 
@@ -204,7 +213,8 @@ def _dotted(path: KeyPath) -> str:
 
 
 def _line(loaded: Loaded, path: KeyPath) -> int | None:
-    for n in range(len(path), -1, -1):
+    # Not down to the root: its line is the first key, unrelated to a missing top-level key.
+    for n in range(len(path), 0, -1):
         if path[:n] in loaded.lines:
             return loaded.lines[path[:n]]
     return None
@@ -239,6 +249,12 @@ _PATTERN_FIXES = {
 }
 
 
+def _shown(value: Any) -> str:
+    """A value as quoted in a message, cut short: the input may be a whole file's worth."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
     path: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
     kind = err["type"]
@@ -248,9 +264,14 @@ def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
     elif kind == "extra_forbidden":
         what = "unknown key"
     elif kind == "string_pattern_mismatch":
-        what = f"invalid value {err['input']!r}"
-    elif "input" in err and kind not in ("model_type", "dict_type"):
-        what = f"{what} (got {err['input']!r})"
+        what = f"invalid value {_shown(err['input'])}"
+    elif kind in ("model_type", "dict_type"):
+        got = err.get("input")
+        what = "expected a mapping of keys" + (
+            " (got nothing)" if got is None else f" (got {_shown(got)})"
+        )
+    elif "input" in err:
+        what = f"{what} (got {_shown(err['input'])})"
     fix = _FIXES.get(kind, "correct the value")
     if kind == "string_pattern_mismatch" and path:
         fix = _PATTERN_FIXES.get(str(path[-1]), fix)
@@ -481,7 +502,7 @@ def _pin_problems(site: Site) -> list[CrossProblem]:
     out: list[CrossProblem] = []
     pinned: dict[Role, list[int]] = {}
     for i, s in enumerate(site.servers):
-        for role in s.roles:
+        for role in dict.fromkeys(s.roles):
             pinned.setdefault(role, []).append(i)
             path: KeyPath = ("servers", i, "roles")
             if not site.enabled(role):
@@ -498,6 +519,15 @@ def _pin_problems(site: Site) -> list[CrossProblem]:
                         path,
                         "role ceph-osd is pinned on a server without disks",
                         "add disks: [...] to this server or remove the pin",
+                    )
+                )
+            leader = FOLLOWS.get(role)
+            if leader is not None and leader not in s.roles:
+                out.append(
+                    (
+                        path,
+                        f"role {role} is pinned without {leader}; {role} always runs beside {leader}",
+                        f"pin {leader} on this server too, or remove the pin",
                     )
                 )
         if Role.K8S_SERVER in s.roles and Role.K8S_AGENT in s.roles:
@@ -517,9 +547,20 @@ def _pin_problems(site: Site) -> list[CrossProblem]:
                 (
                     ("servers", idx[size], "roles"),
                     f"{role} is pinned on {len(idx)} servers; it runs on exactly {size}",
-                    f"pin {role} on at most {size} servers",
+                    f"pin {role} on at most {size} server{'s' if size != 1 else ''}",
                 )
             )
+    agents = pinned.get(Role.K8S_AGENT, [])
+    free = len(site.servers) - QUORUM_SIZE[Role.K8S_SERVER]
+    if site.services.kubernetes.enabled and len(agents) > max(free, 0):
+        out.append(
+            (
+                ("servers", agents[max(free, 0)], "roles"),
+                f"k8s-agent is pinned on {len(agents)} of {len(site.servers)} servers; "
+                f"{QUORUM_SIZE[Role.K8S_SERVER]} must stay free for k8s-server",
+                f"pin k8s-agent on at most {max(free, 0)} servers",
+            )
+        )
     return out
 
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hzcloud.model import QUORUM_SIZE, Role, Site
+from hzcloud.model import FOLLOWS, QUORUM_SIZE, Role, Site
 
 # How much a role weighs on a server; the planner evens the sum out.
 WEIGHT = {
@@ -17,13 +17,6 @@ WEIGHT = {
     Role.REDIS: 1,
     Role.CEPH_RGW: 1,
     Role.GATEWAY: 1,
-}
-
-# Roles that always sit with another group, on the first servers of it.
-FOLLOWS = {
-    Role.ETCD: Role.POSTGRES,
-    Role.REDIS_SENTINEL: Role.REDIS,
-    Role.CEPH_MGR: Role.CEPH_MON,
 }
 
 # Order of placement: heaviest first, so they spread before the light ones fill gaps.

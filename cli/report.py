@@ -30,8 +30,9 @@ class Output(StrEnum):
 
 
 def console(stderr: bool = False) -> Console:
-    # highlight=False: plain lines in pipes and CI logs stay free of colour codes
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # highlight=False: plain lines in pipes and CI logs stay free of colour codes;
+    # emoji=False: a value such as ":hospital:" in a message is printed as written
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def error(exc: HzError) -> None:

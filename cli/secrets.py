@@ -21,6 +21,7 @@ GENERATED = (
     "patroni_rest_password",
     "redis_password",
     "ceph_fsid",
+    "pulumi_passphrase",
 )
 
 

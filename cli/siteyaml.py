@@ -37,7 +37,7 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None,
                 None,
-                f"alias *{event.anchor} is not allowed in a site file; write the value out",
+                f"alias *{event.anchor} is not allowed in a site file",
                 event.start_mark,
             )
         if self._depth >= MAX_DEPTH:
@@ -176,7 +176,10 @@ def load_yaml_bytes(raw: bytes, name: str) -> Loaded:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise fail(f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8 text") from None
+        at = raw[: exc.start].count(b"\n") + 1
+        raise fail(
+            f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8 text", at
+        ) from None
     if "\x00" in text:
         raise fail(
             "contains NUL bytes: this is not a text file", "check that this is the right file"
@@ -195,6 +198,11 @@ def load_yaml_bytes(raw: bytes, name: str) -> Loaded:
             fix = "write the value out"
         elif "nested" in detail:
             fix = "check that this is the right file"
+        elif "'\\t'" in detail:
+            fix = "indent with spaces; YAML does not allow tabs"
+        elif "another document" in detail:
+            detail = "a second document (---) follows the first"
+            fix = "keep one document per site file"
         else:
             fix = "fix the YAML syntax at this line"
         raise fail(f"invalid YAML: {detail}", fix, line) from None
@@ -221,7 +229,9 @@ def load_yaml_bytes(raw: bytes, name: str) -> Loaded:
     except _BadKey as exc:
         raise fail("keys must be plain names", "write the key as a plain word", exc.line) from None
     except _DuplicateKey as exc:
-        dotted = ".".join(str(p) for p in (*exc.path, exc.key))
+        dotted = "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in (*exc.path, exc.key)
+        ).lstrip(".")
         raise fail(f"key '{exc.key}' appears twice", "keep one of them", exc.line, dotted) from None
     except _BadValue as exc:
         raise fail(f"invalid value: {exc.detail}", exc.fix, exc.line) from None

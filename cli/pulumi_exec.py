@@ -1,0 +1,177 @@
+"""The Pulumi executor: Automation API, a local file backend in state/pulumi, inline programs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from hzcloud.errors import HzError
+from hzcloud.executors import Event, Failure, OnEvent, PhaseResult
+from hzcloud.resources import resource
+
+PULUMI_BINARIES = ("pulumi", "pulumi-resource-kubernetes")
+
+
+def load_stack_module(name: str) -> ModuleType:
+    """A program from stacks/<name>.py (shipped in the wheel, so loaded by path)."""
+    path = resource("stacks") / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"hzcloud_stacks.{name}", path)
+    if spec is None or spec.loader is None:
+        raise HzError(f"stack {name} not found", f"no {path}", "reinstall hzcloud")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_artifacts(artifacts: Path) -> None:
+    missing = [b for b in PULUMI_BINARIES if not (artifacts / "bin" / b).exists()]
+    if missing:
+        raise HzError(
+            f"artifacts folder {artifacts} lacks {', '.join(missing)}",
+            "the Pulumi phases run the pulumi engine and its kubernetes plugin from there",
+            f"fill it with `scripts/build-artifacts {artifacts}` (or from the release downloads)",
+        )
+
+
+def _workspace_env(state_dir: Path, artifacts: Path, passphrase: str) -> dict[str, str]:
+    backend = state_dir / "pulumi"
+    backend.mkdir(parents=True, exist_ok=True)
+    return {
+        "PULUMI_BACKEND_URL": f"file://{backend}",
+        "PULUMI_CONFIG_PASSPHRASE": passphrase,
+        "PULUMI_HOME": str(state_dir / "pulumi-home"),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+        # plugins are found on PATH ("ambient"): an air-gapped site downloads nothing
+        "PATH": os.pathsep.join(
+            [str(artifacts / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        ),
+    }
+
+
+def run_pulumi(
+    phase: str,
+    state_dir: Path,
+    project: str,
+    stack_name: str,
+    program: Callable[[], None],
+    on_event: OnEvent,
+    artifacts: Path,
+    passphrase: str,
+    action: str = "up",
+) -> PhaseResult:
+    """Run `up` (or `destroy`, `preview`) of an inline program; engine events become Events."""
+    from pulumi import automation as auto
+
+    check_artifacts(artifacts)
+    env = _workspace_env(state_dir, artifacts, passphrase)
+    work = state_dir / "pulumi-work" / project
+    work.mkdir(parents=True, exist_ok=True)
+    opts = auto.LocalWorkspaceOptions(
+        work_dir=str(work),
+        pulumi_home=env["PULUMI_HOME"],
+        env_vars=env,
+        pulumi_command=auto.PulumiCommand(root=str(artifacts), skip_version_check=True),
+        project_settings=auto.ProjectSettings(
+            name=project,
+            runtime="python",
+            backend=auto.ProjectBackend(url=env["PULUMI_BACKEND_URL"]),
+        ),
+    )
+    # the engine reads these from the process env too (plugin lookup on PATH)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    started = time.monotonic()
+    failures: list[Failure] = []
+
+    def handle(ev: Any) -> None:
+        _translate(phase, ev, on_event, failures)
+
+    try:
+        stack = auto.create_or_select_stack(
+            stack_name=stack_name, project_name=project, program=program, opts=opts
+        )
+        if action == "destroy":
+            res: Any = stack.destroy(on_event=handle, color="never")
+            changes = res.summary.resource_changes or {}
+        elif action == "preview":
+            res = stack.preview(on_event=handle, color="never")
+            changes = res.change_summary or {}
+        else:
+            res = stack.up(on_event=handle, color="never")
+            changes = res.summary.resource_changes or {}
+        changed = sum(int(n) for op, n in changes.items() if op != "same")
+        return PhaseResult(phase, True, changed, time.monotonic() - started)
+    except auto.CommandError as exc:
+        text = str(exc).strip().splitlines()
+        failures.append(
+            Failure(
+                "",
+                "pulumi " + action,
+                (failures[0].message if failures else (text[-1] if text else "pulumi failed"))[
+                    :400
+                ],
+            )
+        )
+        return PhaseResult(phase, False, 0, time.monotonic() - started, {}, tuple(failures))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def outputs(
+    state_dir: Path, project: str, stack_name: str, artifacts: Path, passphrase: str
+) -> dict[str, Any]:
+    from pulumi import automation as auto
+
+    env = _workspace_env(state_dir, artifacts, passphrase)
+    work = state_dir / "pulumi-work" / project
+    stack = auto.select_stack(
+        stack_name=stack_name,
+        project_name=project,
+        program=lambda: None,
+        opts=auto.LocalWorkspaceOptions(
+            work_dir=str(work),
+            pulumi_home=env["PULUMI_HOME"],
+            env_vars=env,
+            pulumi_command=auto.PulumiCommand(root=str(artifacts), skip_version_check=True),
+        ),
+    )
+    return {k: v.value for k, v in stack.outputs().items()}
+
+
+def _translate(phase: str, ev: Any, on_event: OnEvent, failures: list[Failure]) -> None:
+    if ev.resource_pre_event is not None:
+        meta = ev.resource_pre_event.metadata
+        name = str(meta.urn).rsplit("::", 1)[-1]
+        if str(meta.op).lower().endswith("same"):
+            return
+        on_event(Event(phase, "task", task=f"{_op(meta.op)} {meta.type} {name}"))
+    elif ev.res_outputs_event is not None:
+        meta = ev.res_outputs_event.metadata
+        name = str(meta.urn).rsplit("::", 1)[-1]
+        if not str(meta.op).lower().endswith("same"):
+            on_event(Event(phase, "changed", "pulumi", f"{_op(meta.op)} {meta.type} {name}"))
+    elif ev.res_op_failed_event is not None:
+        meta = ev.res_op_failed_event.metadata
+        failures.append(
+            Failure("pulumi", f"{_op(meta.op)} {meta.urn}", "resource operation failed")
+        )
+    elif ev.diagnostic_event is not None and ev.diagnostic_event.severity == "error":
+        msg = ev.diagnostic_event.message.strip()
+        failures.insert(0, Failure("pulumi", ev.diagnostic_event.urn or "", msg[:400]))
+        on_event(Event(phase, "failed", "pulumi", ev.diagnostic_event.urn or "", msg[:200]))
+
+
+def _op(op: Any) -> str:
+    return str(getattr(op, "value", op)).lower()
