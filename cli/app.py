@@ -166,6 +166,11 @@ def init(
         bool, typer.Option("--non-interactive", "-y", help="Never ask; fail on what is missing.")
     ] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing site.yaml.")] = False,
+    run_up: Annotated[
+        bool | None,
+        typer.Option("--up/--no-up", help="Run `hzcloud up` right after (asked when interactive)."),
+    ] = None,
+    only: Annotated[str | None, typer.Option(help="With --up: the phases to run.")] = None,
 ) -> None:
     """Create a site folder: asks only what it cannot guess, shows the plan, writes site.yaml."""
     out = report.console()
@@ -224,7 +229,12 @@ def init(
     site: Site = load_site(written)
     report.plan_table(plan_site(site))
     out.print(f"wrote {written}")
-    out.print(f"next: hzcloud up {directory}")
+    if run_up is None:
+        run_up = not non_interactive and from_file is None and typer.confirm("Run hzcloud up now?")
+    if run_up:
+        _up(directory, only, Output.text)
+    else:
+        out.print(f"next: hzcloud up {directory}")
 
 
 @app.command()
@@ -252,12 +262,20 @@ def up(
             report.plan_table(loaded.plan)
             report.console().print("would run: " + ", ".join(p.name for p in phases))
         return
+    _up(site, only, output)
+
+
+def _up(site: Path, only: str | None, output: Output) -> None:
+    loaded = engine.load(site)
+    wanted = [p.strip() for p in only.split(",") if p.strip()] if only else None
     progress = report.UpProgress(quiet=output is Output.json)
     try:
         result = engine.up(loaded, wanted, progress)
     finally:
         progress.close()
     report.up_summary(result, output)
+    if result.ok and output is Output.text:
+        report.endpoints(loaded.site, loaded.plan, loaded.site_dir)
     if not result.ok:
         failed = next(r for r in result.records if r.status == "failed")
         err = failed.error
@@ -306,3 +324,12 @@ def verify(
 
 def main() -> None:
     app()
+
+
+def _mount_subcommands() -> None:
+    from hzcloud.commands.lab import app as lab_app
+
+    app.add_typer(lab_app, name="lab", help="The eight-node lab on this Linux host (nspawn).")
+
+
+_mount_subcommands()

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -17,6 +18,7 @@ from rich.table import Table
 from hzcloud.errors import HzError, SiteError
 from hzcloud.executors import Event
 from hzcloud.journal import PhaseRecord
+from hzcloud.model import Site
 from hzcloud.plan import Plan
 
 if TYPE_CHECKING:
@@ -243,3 +245,33 @@ def verify_result(checks: list[Check], output: Output) -> None:
         out.print(f"{mark} {c.host:<10} {escape(c.name)}: {escape(c.detail)}")
     n = sum(not c.passed for c in checks)
     out.print(f"{len(checks)} checks, {n} failed" if n else f"{len(checks)} checks passed")
+
+
+def endpoints(site: Site, plan: Plan, site_dir: Path) -> None:
+    """Where to connect, and where the credentials are."""
+    out = console()
+    out.print("[bold]endpoints[/]")
+    pg = plan.hosts("postgres")
+    if pg:
+        where = (
+            f"{site.networks.postgres_vip}:5432"
+            if site.networks.postgres_vip
+            else ",".join(f"{n.address}:5432" for n in pg) + " (target_session_attrs=read-write)"
+        )
+        out.print(f"  PostgreSQL   postgresql://postgres@{where}/postgres  (TLS)")
+    sentinels = plan.hosts("redis-sentinel")
+    if sentinels:
+        out.print(
+            f"  Redis        Sentinel {', '.join(f'{n.address}:26379' for n in sentinels)}"
+            f"  master {site.hospital.code}-redis"
+        )
+    for n in plan.hosts("ceph-rgw"):
+        out.print(f"  S3 (RGW)     http://{n.address}:7480")
+    mons = plan.hosts("ceph-mon")
+    if mons:
+        out.print(f"  Ceph         mons {', '.join(n.address for n in mons)}")
+    k8s = plan.hosts("k8s-server")
+    if k8s:
+        api = site.networks.kubernetes_vip or k8s[0].address
+        out.print(f"  Kubernetes   https://{api}:6443  kubeconfig {site_dir / 'kubeconfig'}")
+    out.print(f"credentials: {site_dir / 'secrets.yaml'} (0600); Ceph keys in {site_dir / 'ceph'}/")
