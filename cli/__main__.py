@@ -1,0 +1,5 @@
+"""`python -m hzcloud`."""
+
+from hzcloud.app import main
+
+main()
