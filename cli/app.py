@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from hzcloud import __version__, engine, journal, report
-from hzcloud.errors import HzError
+from hzcloud.errors import HzError, UsageError
 from hzcloud.initsite import (
     ServerAnswer,
     SiteAnswers,
@@ -181,7 +181,7 @@ def init(
         if not interactive:
             missing = [flag for flag, v in (("--name", name), ("--server", server)) if not v]
             if missing:
-                raise HzError(
+                raise UsageError(
                     f"missing {' and '.join(missing)}",
                     "--non-interactive never asks",
                     "give --name and one --server NAME=ADDRESS[:DISK,...] per server, "
@@ -293,8 +293,7 @@ def _up(site: Path, only: str | None, output: Output) -> None:
 def status(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
     """What the last runs did, from the journal; touches no host."""
     site_dir = site_dir_of(site)
-    if not site_file(site).exists():
-        load_site(site)  # the usual clear error for a missing site
+    load_site(site)  # a bad or missing site gets the usual clear error
     report.status(
         sorted(journal.latest(site_dir / "state").values(), key=lambda r: r.started), output
     )

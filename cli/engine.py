@@ -10,18 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hzcloud import journal
-from hzcloud.errors import HzError
+from hzcloud.errors import HzError, UsageError
 from hzcloud.executors import Event, Failure, PhaseResult, playbook_for, run_ansible
 from hzcloud.model import Site, load_site, site_file
 from hzcloud.plan import Phase, Plan, plan_site
 from hzcloud.preflight import Finding, run_preflight
 from hzcloud.render import Rendered, render
-
-
-class UsageError(HzError):
-    """The request cannot be carried out as asked; nothing was touched."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

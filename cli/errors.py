@@ -15,6 +15,12 @@ class HzError(Exception):
         self.what, self.cause, self.fix = what, cause, fix
 
 
+class UsageError(HzError):
+    """The request cannot be carried out as asked (bad input); nothing was touched."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong in a site file."""

@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from hzcloud.errors import Problem, SiteError
@@ -251,8 +252,10 @@ _PATTERN_FIXES = {
 
 def _shown(value: Any) -> str:
     """A value as quoted in a message, cut short: the input may be a whole file's worth."""
+    if value is None:
+        return "nothing"
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
@@ -267,9 +270,7 @@ def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
         what = f"invalid value {_shown(err['input'])}"
     elif kind in ("model_type", "dict_type"):
         got = err.get("input")
-        what = "expected a mapping of keys" + (
-            " (got nothing)" if got is None else f" (got {_shown(got)})"
-        )
+        what = f"expected a mapping of keys (got {_shown(got)})"
     elif "input" in err:
         what = f"{what} (got {_shown(err['input'])})"
     fix = _FIXES.get(kind, "correct the value")
@@ -293,6 +294,10 @@ def cross_field_problems(site: Site) -> list[CrossProblem]:
     out += _service_problems(site)
     out += _pin_problems(site)
     return out
+
+
+# Host names Ansible would confuse with its groups (one per role) or its built-in patterns.
+_RESERVED_NAMES = {"all", "ungrouped", "localhost"} | {str(r).replace("-", "_") for r in Role}
 
 
 def _server_problems(site: Site) -> list[CrossProblem]:
@@ -326,6 +331,22 @@ def _server_problems(site: Site) -> list[CrossProblem]:
                 )
             )
         seen_names.setdefault(s.name, i)
+        if s.name in _RESERVED_NAMES:
+            out.append(
+                (
+                    ("servers", i, "name"),
+                    f"name '{s.name}' is also an Ansible group or pattern",
+                    f"choose another name, e.g. {site.hospital.code}-{s.name}",
+                )
+            )
+        elif yaml.safe_load(s.name) != s.name:
+            out.append(
+                (
+                    ("servers", i, "name"),
+                    f"name '{s.name}' reads as a number, date or keyword in YAML, not as a name",
+                    f"use a name YAML reads as text, e.g. {site.hospital.code}-{s.name}",
+                )
+            )
         if s.address in seen_addrs:
             out.append(
                 (

@@ -118,5 +118,7 @@ def render(site: Site, plan: Plan, site_dir: Path) -> Rendered:
         link.symlink_to(target)
     ensure_secrets(site_dir)
     Path(ctx["control_path_dir"]).mkdir(mode=0o700, exist_ok=True)
-    (state_dir / "known_hosts").touch(mode=0o600, exist_ok=True)
+    known_hosts = state_dir / "known_hosts"
+    if not known_hosts.exists():  # touch() on an existing file would bump its mtime
+        known_hosts.touch(mode=0o600)
     return Rendered(state_dir, tuple(written), tuple(unchanged))

@@ -11,7 +11,9 @@ import yaml
 from hzcloud.errors import Problem, SiteError
 
 MAX_BYTES = 1024 * 1024
-MAX_NODES = 100_000
+# A 64-server site with every key written out is under 2,000 nodes. Counted while composing,
+# so a file of many tiny nodes is refused early: pure-Python YAML is slow on them.
+MAX_NODES = 10_000
 # A site file is a few levels deep; the composer recurses, so a bound keeps Python's stack safe.
 MAX_DEPTH = 32
 
@@ -30,8 +32,12 @@ class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses aliases, so an alias bomb can never expand."""
 
     _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _TooBig
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
@@ -208,6 +214,10 @@ def load_yaml_bytes(raw: bytes, name: str) -> Loaded:
         raise fail(f"invalid YAML: {detail}", fix, line) from None
     except yaml.YAMLError as exc:
         raise fail(f"invalid YAML: {exc}", "fix the YAML syntax") from None
+    except _TooBig:
+        raise fail(
+            f"more than {MAX_NODES} YAML nodes", "check that this is the right file"
+        ) from None
     if root is None:
         raise fail(
             "file is empty",

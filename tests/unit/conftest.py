@@ -1,0 +1,47 @@
+"""Shared fixtures of the unit tests: the example sites and the CLI."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from hzcloud.app import app
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_SITE = ROOT / "inventories" / "lab" / "site.yaml"
+SAMPLE_SITE = ROOT / "inventories" / "sample-hospital" / "site.yaml"
+
+Hz = Callable[..., Result]
+
+
+@pytest.fixture
+def hz() -> Hz:
+    """Run `hzcloud ARGS...` in-process; stdout and stderr are kept apart."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(app, list(args), input=input)
+
+    return invoke
+
+
+def copy_site(source: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    shutil.copy(source, folder / "site.yaml")
+    return folder
+
+
+@pytest.fixture
+def lab_dir(tmp_path: Path) -> Path:
+    """A site folder holding a copy of the lab's site.yaml."""
+    return copy_site(LAB_SITE, tmp_path / "lab")
+
+
+@pytest.fixture
+def sample_dir(tmp_path: Path) -> Path:
+    """A site folder holding a copy of the sample hospital's site.yaml."""
+    return copy_site(SAMPLE_SITE, tmp_path / "stgeorge")
