@@ -1,0 +1,82 @@
+"""apt-cacher-ng on the management bridge: the lab's only way to packages."""
+
+from __future__ import annotations
+
+import pwd
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from hzcloud.lab.errors import LabError
+from hzcloud.lab.system import pid_alive, spawn_detached
+
+CACHE_DIR = Path("/var/cache/hzcloud/apt-cacher-ng")
+PORT = 3142
+USER = "apt-cacher-ng"
+
+
+def config(conf_dir: Path, address: str, archive: str, security: str) -> str:
+    # No Debian backend of the package's own: its default mirror name need not resolve here
+    # (every request 503s). Both proxy mode (Acquire::http::Proxy with the archive's URL) and
+    # mirror mode (http://<bridge>:3142/debian) end at the mirrors the host's apt uses.
+    return (
+        f"CacheDir: {CACHE_DIR}\n"
+        f"LogDir: {conf_dir / 'log'}\n"
+        f"SocketPath: {conf_dir / 'run' / 'socket'}\n"
+        "SupportDir: /usr/lib/apt-cacher-ng\n"
+        f"BindAddress: {address}\n"
+        f"Port: {PORT}\n"
+        "ForeGround: 1\n"
+        "ExThreshold: 4\n"
+        f"Remap-debrep: /debian ; {archive}/\n"
+        f"Remap-secdeb: /debian-security ; {security}/\n"
+    )
+
+
+def _owner(path: Path) -> None:
+    try:
+        user = pwd.getpwnam(USER)
+    except KeyError:
+        return
+    shutil.chown(path, user.pw_uid, user.pw_gid)
+
+
+def listening(address: str) -> bool:
+    try:
+        with socket.create_connection((address, PORT), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start(conf_dir: Path, address: str, archive: str, security: str) -> int:
+    """Start the proxy detached; returns its PID once it accepts connections."""
+    for sub in (conf_dir, conf_dir / "log", conf_dir / "run"):
+        sub.mkdir(parents=True, exist_ok=True)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    for owned in (CACHE_DIR, conf_dir / "log", conf_dir / "run"):
+        _owner(owned)
+    (conf_dir / "acng.conf").write_text(config(conf_dir, address, archive, security))
+    try:
+        user: str | None = pwd.getpwnam(USER).pw_name
+    except KeyError:
+        user = None
+    log = conf_dir / "log" / "stdout.log"
+    pid = spawn_detached(["/usr/sbin/apt-cacher-ng", "-c", str(conf_dir)], log, user=user)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if listening(address):
+            return pid
+        if not pid_alive(pid):
+            break
+        time.sleep(0.1)
+    raise LabError(
+        f"apt-cacher-ng did not start on {address}:{PORT}",
+        cause=log.read_text()[-1000:].strip(),
+        fix="apt-get install apt-cacher-ng; check that port 3142 is free",
+    )
+
+
+def running(pid: int | None, conf_dir: Path, address: str) -> bool:
+    return pid_alive(pid, str(conf_dir)) and listening(address)

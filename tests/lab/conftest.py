@@ -1,0 +1,55 @@
+"""The eight-node lab, booted once per test session and shared by every lab test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hzcloud import lab
+
+
+def _missing_prerequisite() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    tools = ("systemd-nspawn", "debootstrap", "apt-cacher-ng")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (apt-get install systemd-container debootstrap apt-cacher-ng)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab_up_result(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, lab.LabResult]]:
+    """Boot the lab once (HZCLOUD_LAB_SITE reuses a folder; HZCLOUD_LAB_KEEP=1 leaves it up)."""
+    reason = _missing_prerequisite()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the lab tests: {reason}")
+        pytest.skip(reason)
+    site = Path(os.environ.get("HZCLOUD_LAB_SITE") or tmp_path_factory.mktemp("lab") / "site")
+    result = lab.up(site)
+    yield site, result
+    if not os.environ.get("HZCLOUD_LAB_KEEP"):
+        lab.down(site)
+
+
+@pytest.fixture(scope="session")
+def lab_site(lab_up_result: tuple[Path, lab.LabResult]) -> Path:
+    """The site folder of the running lab: site.yaml, keys/id_ed25519, state/known_hosts."""
+    return lab_up_result[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Taking the lab down must come after every other test that uses it, in any module.
+    last = [i for i in items if i.get_closest_marker("lab_teardown")]
+    items[:] = [i for i in items if i not in last] + last
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "lab_teardown: runs after every other test (takes the lab down)"
+    )
