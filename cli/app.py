@@ -275,7 +275,9 @@ def _up(site: Path, only: str | None, output: Output) -> None:
         progress.close()
     report.up_summary(result, output)
     if result.ok and output is Output.text:
-        report.endpoints(loaded.site, loaded.plan, loaded.site_dir)
+        state = loaded.site_dir / "state"
+        deployed = {n for n, r in journal.latest(state).items() if r.status in ("ok", "skipped")}
+        report.endpoints(loaded.site, loaded.plan, loaded.site_dir, deployed)
     if not result.ok:
         failed = next(r for r in result.records if r.status == "failed")
         err = failed.error

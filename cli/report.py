@@ -247,11 +247,13 @@ def verify_result(checks: list[Check], output: Output) -> None:
     out.print(f"{len(checks)} checks, {n} failed" if n else f"{len(checks)} checks passed")
 
 
-def endpoints(site: Site, plan: Plan, site_dir: Path) -> None:
-    """Where to connect, and where the credentials are."""
+def endpoints(site: Site, plan: Plan, site_dir: Path, deployed: set[str]) -> None:
+    """Where to connect to what has been deployed, and where the credentials are."""
     out = console()
+    if not deployed & {"storage", "data", "kubernetes"}:
+        return
     out.print("[bold]endpoints[/]")
-    pg = plan.hosts("postgres")
+    pg = plan.hosts("postgres") if "data" in deployed else []
     if pg:
         where = (
             f"{site.networks.postgres_vip}:5432"
@@ -259,18 +261,18 @@ def endpoints(site: Site, plan: Plan, site_dir: Path) -> None:
             else ",".join(f"{n.address}:5432" for n in pg) + " (target_session_attrs=read-write)"
         )
         out.print(f"  PostgreSQL   postgresql://postgres@{where}/postgres  (TLS)")
-    sentinels = plan.hosts("redis-sentinel")
+    sentinels = plan.hosts("redis-sentinel") if "data" in deployed else []
     if sentinels:
         out.print(
             f"  Redis        Sentinel {', '.join(f'{n.address}:26379' for n in sentinels)}"
             f"  master {site.hospital.code}-redis"
         )
-    for n in plan.hosts("ceph-rgw"):
+    for n in plan.hosts("ceph-rgw") if "storage" in deployed else []:
         out.print(f"  S3 (RGW)     http://{n.address}:7480")
-    mons = plan.hosts("ceph-mon")
+    mons = plan.hosts("ceph-mon") if "storage" in deployed else []
     if mons:
         out.print(f"  Ceph         mons {', '.join(n.address for n in mons)}")
-    k8s = plan.hosts("k8s-server")
+    k8s = plan.hosts("k8s-server") if "kubernetes" in deployed else []
     if k8s:
         api = site.networks.kubernetes_vip or k8s[0].address
         out.print(f"  Kubernetes   https://{api}:6443  kubeconfig {site_dir / 'kubeconfig'}")

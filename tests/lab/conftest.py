@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +58,37 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "lab_teardown: runs after every other test (takes the lab down)"
     )
+
+
+# The phases this build converges on the lab, in one `hzcloud up` shared by every lab test.
+LAB_PHASES = os.environ.get("HZCLOUD_LAB_PHASES", "preflight,base,storage,data")
+
+
+@pytest.fixture(scope="session")
+def converged_site(lab_site: Path) -> dict[str, Any]:
+    """The lab after one real `hzcloud up` of LAB_PHASES; its JSON summary plus wall time."""
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hzcloud",
+            "up",
+            str(lab_site),
+            "--only",
+            LAB_PHASES,
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    try:
+        data: dict[str, Any] = json.loads(res.stdout)
+    except ValueError:
+        pytest.fail(f"hzcloud up gave no JSON (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
+    assert res.returncode == 0, json.dumps(data, indent=2) + res.stderr
+    data["wall_seconds"] = time.monotonic() - t0
+    data["site"] = str(lab_site)
+    return data

@@ -57,18 +57,13 @@ def secrets(site: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def converged(lab_site: Path) -> dict[str, Any]:
-    """The lab after one `hzcloud up` of preflight, base and data (timed)."""
-    t0 = time.monotonic()
-    rc, data = up_json(lab_site)
-    assert rc == 0, json.dumps(data, indent=2)
-    data["wall_seconds"] = time.monotonic() - t0
-    return data
+def converged(converged_site: dict[str, Any]) -> dict[str, Any]:
+    return converged_site
 
 
 def test_first_up_converges(converged: dict[str, Any]) -> None:
     phases = {p["name"]: p for p in converged["phases"]}
-    assert set(phases) == {"preflight", "base", "data"}
+    assert {"preflight", "base", "data"} <= set(phases)
     assert all(p["status"] in ("ok", "skipped") for p in phases.values()), phases
     print(
         f"\nfirst up: {converged['wall_seconds']:.1f}s "
