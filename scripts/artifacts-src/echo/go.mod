@@ -1,0 +1,3 @@
+module hzcloud.invalid/echo
+
+go 1.26
