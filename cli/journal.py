@@ -89,7 +89,7 @@ def resume_point(state_dir: Path, plan_hash: str) -> set[str]:
         return set()
     if all(r.status in ("ok", "skipped") for r in run):
         return set()
-    return {r.phase for r in run if r.status == "ok"}
+    return {r.phase for r in run if r.status in ("ok", "skipped")}
 
 
 def new_run_id() -> str:

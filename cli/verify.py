@@ -126,38 +126,7 @@ def _cluster_checks(
 ) -> list[Check]:
     out: list[Check] = []
     if "data" in deployed and plan.hosts("postgres"):
-        first = plan.hosts("postgres")[0].name
-        res = hosts[first].run(
-            "python3 -c 'import urllib.request,sys;"
-            'sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:8008/cluster",timeout=5).read().decode())\''
-        )
-        try:
-            members = json.loads(res.stdout)["members"]
-            leaders = [m["name"] for m in members if m.get("role") == "leader"]
-            streaming = [
-                m["name"]
-                for m in members
-                if m.get("role") in ("replica", "sync_standby")
-                and m.get("state") in ("streaming", "running")
-            ]
-            ok = len(leaders) == 1 and len(streaming) == len(plan.hosts("postgres")) - 1
-            out.append(
-                Check(
-                    "patroni leader + streaming replicas",
-                    first,
-                    ok,
-                    f"leader {leaders}, replicas {streaming}",
-                )
-            )
-        except (ValueError, KeyError, TypeError):
-            out.append(
-                Check(
-                    "patroni leader + streaming replicas",
-                    first,
-                    False,
-                    f"no cluster status from Patroni: {(res.stderr or res.stdout)[:200]}",
-                )
-            )
+        out += _patroni_checks(hosts, plan)
     if "data" in deployed and plan.hosts("redis-sentinel"):
         first = plan.hosts("redis-sentinel")[0].name
         pw = shlex.quote(secrets.get("redis_password", ""))
@@ -214,6 +183,61 @@ def _cluster_checks(
                     f"http://{node.address}:7480 -> {res.stdout.strip() or res.stderr.strip()[:100]}",
                 )
             )
+    return out
+
+
+PATRONICTL = "patronictl -c /etc/patroni/config.yml list -f json"
+
+
+def _patroni_checks(hosts: dict[str, Any], plan: Plan) -> list[Check]:
+    """One leader, the rest replicas that the leader sees streaming (pg_stat_replication)."""
+    members_hosts = plan.hosts("postgres")
+    first = members_hosts[0].name
+    res = hosts[first].run(PATRONICTL)
+    try:
+        members = json.loads(res.stdout)
+    except ValueError:
+        return [
+            Check(
+                "patroni leader + streaming replicas",
+                first,
+                False,
+                f"patronictl failed: {(res.stderr or res.stdout).strip()[:200]}",
+            )
+        ]
+    leaders = [m["Member"] for m in members if m.get("Role") == "Leader"]
+    replicas = [m["Member"] for m in members if m.get("Role") in ("Replica", "Sync Standby")]
+    out = [
+        Check(
+            "patroni leader + replicas",
+            first,
+            len(leaders) == 1 and len(replicas) == len(members_hosts) - 1,
+            f"leader {leaders}, replicas {replicas}",
+        )
+    ]
+    if len(leaders) == 1 and leaders[0] in hosts:
+        sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+        res = hosts[leaders[0]].run(f"runuser -u postgres -- psql -XAtc {shlex.quote(sql)}")
+        n = int(res.stdout.strip()) if res.stdout.strip().isdigit() else -1
+        out.append(
+            Check(
+                "patroni leader + streaming replicas",
+                leaders[0],
+                n == len(members_hosts) - 1,
+                f"{n} replicas streaming from {leaders[0]}" if n >= 0 else res.stderr.strip()[:200],
+            )
+        )
+        res = hosts[leaders[0]].run(
+            f"runuser -u postgres -- psql -XAtc {shlex.quote('SHOW synchronous_standby_names')}"
+        )
+        out.append(
+            Check(
+                "synchronous replication on",
+                leaders[0],
+                res.stdout.strip() not in ("", "''"),
+                f"synchronous_standby_names = {res.stdout.strip()!r}",
+            )
+        )
     return out
 
 
