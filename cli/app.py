@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,16 +9,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from hzcloud import __version__, engine, journal, report
-from hzcloud.errors import HzError, UsageError
+from hzcloud import __version__, engine, journal, report, wizard
+from hzcloud.errors import HzError
 from hzcloud.initsite import (
-    ServerAnswer,
-    SiteAnswers,
-    guess_management,
-    guess_vips,
-    parse_server_flag,
-    site_text,
-    slug,
     text_from_file,
     write_site,
 )
@@ -106,38 +98,6 @@ def render_cmd(site: SiteArg = Path(".")) -> None:
     )
 
 
-def _ask_servers(code: str) -> tuple[ServerAnswer, ...]:
-    count = 0
-    while not 3 <= count <= 64:
-        count = typer.prompt("How many servers (3 to 64)", default=8, type=int)
-    servers: list[ServerAnswer] = []
-    last_addr = ""
-    for i in range(1, count + 1):
-        name = typer.prompt(f"Server {i} name", default=f"{code}-{i:02d}")
-        default_addr = _next_address(last_addr)
-        address = typer.prompt(f"  {name} address", default=default_addr or None)
-        disks = typer.prompt(
-            f"  {name} disks for Ceph (comma-separated, '-' for none)",
-            default="/dev/sdb" if i <= 4 else "-",
-        )
-        servers.append(
-            ServerAnswer(
-                name,
-                address,
-                tuple(d.strip() for d in disks.split(",") if d.strip() not in ("", "-")),
-            )
-        )
-        last_addr = address
-    return tuple(servers)
-
-
-def _next_address(address: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(address) + 1)
-    except ValueError:
-        return ""
-
-
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Site folder to create.")] = Path("."),
@@ -177,53 +137,19 @@ def init(
     if from_file is not None:
         text = text_from_file(site_file(from_file))
     else:
-        interactive = not non_interactive
-        if not interactive:
-            missing = [flag for flag, v in (("--name", name), ("--server", server)) if not v]
-            if missing:
-                raise UsageError(
-                    f"missing {' and '.join(missing)}",
-                    "--non-interactive never asks",
-                    "give --name and one --server NAME=ADDRESS[:DISK,...] per server, "
-                    "or --from site.yaml",
-                )
-        if interactive:
-            out.print("[bold]hzcloud init[/] — a few questions; Enter keeps the proposal.")
-        name = name or typer.prompt("Hospital name")
-        code = code or (
-            typer.prompt("Site code", default=slug(name)) if interactive else slug(name)
-        )
-        servers = tuple(parse_server_flag(s) for s in server) if server else _ask_servers(code)
-        addrs = [s.address for s in servers]
-        management = management or guess_management(addrs)
-        if interactive:
-            ssh_user = typer.prompt("SSH user", default=ssh_user)
-            ssh_key = typer.prompt("SSH private key", default=ssh_key)
-            management = typer.prompt("Management network", default=management or None)
-        pg_guess, k8s_guess = guess_vips(management or "", addrs)
-        if interactive:
-            postgres_vip = postgres_vip or typer.prompt(
-                "Free address for PostgreSQL clients", default=pg_guess or None
-            )
-            kubernetes_vip = kubernetes_vip or typer.prompt(
-                "Free address for the Kubernetes API", default=k8s_guess or None
-            )
-            mirror = mirror or typer.prompt(
-                "apt mirror/proxy URL ('-' for the servers' own)", default="-"
-            )
-            mirror = "" if mirror == "-" else mirror
-        text = site_text(
-            SiteAnswers(
-                name=name,
-                code=code,
-                servers=servers,
-                ssh_user=ssh_user,
-                ssh_key=ssh_key,
-                management=management or "",
-                postgres_vip=postgres_vip or pg_guess,
-                kubernetes_vip=kubernetes_vip or k8s_guess,
-                mirror=mirror,
-            )
+        text = wizard.site_text_from(
+            wizard.Given(
+                name,
+                code,
+                tuple(server or ()),
+                ssh_user,
+                ssh_key,
+                management,
+                postgres_vip,
+                kubernetes_vip,
+                mirror,
+            ),
+            interactive=not non_interactive,
         )
     written = write_site(directory, text, force=force)
     site: Site = load_site(written)
