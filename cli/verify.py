@@ -140,6 +140,8 @@ def _cluster_checks(
                 (res.stdout or res.stderr).strip()[:200],
             )
         )
+        if plan.hosts("redis"):
+            out.append(_redis_replicas_check(hosts[first], first, master, pw, plan))
     if "storage" in deployed and plan.hosts("ceph-mon"):
         first = plan.hosts("ceph-mon")[0].name
         res = hosts[first].run("ceph status -f json")
@@ -186,6 +188,37 @@ def _cluster_checks(
     return out
 
 
+def _redis_replicas_check(host: Any, name: str, master: str, pw: str, plan: Plan) -> Check:
+    """Every other Redis host is a replica of the primary the Sentinels name, its link up."""
+    res = host.run(f"REDISCLI_AUTH={pw} redis-cli -p 26379 sentinel replicas {master}")
+    # redis-cli prints one field per line off a terminal: name, value, ...; each replica starts
+    # with its "name" field.
+    lines = res.stdout.splitlines()
+    replicas: list[dict[str, str]] = []
+    for key, value in zip(lines[::2], lines[1::2], strict=False):
+        if key == "name":
+            replicas.append({})
+        if replicas:
+            replicas[-1][key] = value
+    ok = [
+        r["ip"]
+        for r in replicas
+        if r.get("flags") == "slave" and r.get("master-link-status") == "ok"
+    ]
+    want = len(plan.hosts("redis")) - 1
+    return Check(
+        "redis primary + replicas",
+        name,
+        res.rc == 0 and len(ok) == want,
+        f"{len(ok)} of {want} replicas linked: {ok}"
+        + (
+            f"; others: {[(r.get('ip'), r.get('flags')) for r in replicas if r.get('ip') not in ok]}"
+            if len(replicas) > len(ok)
+            else ""
+        ),
+    )
+
+
 PATRONICTL = "patronictl -c /etc/patroni/config.yml list -f json"
 
 
@@ -227,18 +260,34 @@ def _patroni_checks(hosts: dict[str, Any], plan: Plan) -> list[Check]:
                 f"{n} replicas streaming from {leaders[0]}" if n >= 0 else res.stderr.strip()[:200],
             )
         )
-        res = hosts[leaders[0]].run(
-            f"runuser -u postgres -- psql -XAtc {shlex.quote('SHOW synchronous_standby_names')}"
-        )
-        out.append(
-            Check(
-                "synchronous replication on",
-                leaders[0],
-                res.stdout.strip() not in ("", "''"),
-                f"synchronous_standby_names = {res.stdout.strip()!r}",
-            )
-        )
+        out.append(_sync_check(hosts[leaders[0]], leaders[0], len(members_hosts) - 1))
     return out
+
+
+SYNC_SQL = (
+    "SELECT current_setting('synchronous_standby_names'),"
+    " (SELECT string_agg(application_name, ',') FROM pg_stat_replication WHERE sync_state = 'sync')"
+)
+
+
+def _sync_check(host: Any, leader: str, replicas: int) -> Check:
+    """With Patroni's synchronous_mode on, the leader names a replica in synchronous_standby_names
+    and pg_stat_replication shows it "sync": a commit is acknowledged only once a replica has it."""
+    cfg = host.run("patronictl -c /etc/patroni/config.yml show-config")
+    if cfg.rc != 0:
+        return Check("synchronous replication on", leader, False, cfg.stderr.strip()[:200])
+    if "synchronous_mode: true" not in cfg.stdout.splitlines():
+        return Check("synchronous replication on", leader, True, "synchronous_mode off by the site")
+    res = host.run(f"runuser -u postgres -- psql -XAt -F '|' -c {shlex.quote(SYNC_SQL)}")
+    names, _, sync = res.stdout.strip().partition("|")
+    return Check(
+        "synchronous replication on",
+        leader,
+        res.rc == 0 and ((bool(names) and bool(sync)) or replicas == 0),
+        f"synchronous_standby_names = {names!r}, sync replicas: {sync or 'none'}"
+        if res.rc == 0
+        else res.stderr.strip()[:200],
+    )
 
 
 def run_checks(
