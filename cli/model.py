@@ -102,9 +102,8 @@ class Redis(_Model):
 
 class Kubernetes(_Model):
     enabled: bool = True
-    version: Annotated[str, StringConstraints(pattern=r"^v\d+\.\d+\.\d+(\+k3s\d+)?$")] = (
-        "v1.31.4+k3s1"
-    )
+    # Upstream Kubernetes, built into the site's artifacts folder (scripts/build-artifacts).
+    version: Annotated[str, StringConstraints(pattern=r"^v\d+\.\d+\.\d+$")] = "v1.37.2"
 
 
 class Services(_Model):
@@ -138,7 +137,7 @@ class Site(_Model):
     services: Services = Services()
     cloud: Cloud = Cloud()
     bundle: Bundle = Bundle()
-    # Release artifacts (k3s, pulumi and its plugins, images), relative to the site folder.
+    # Release artifacts (Kubernetes, etcd, pulumi and its plugins, images), relative to the site folder.
     artifacts: Annotated[str, StringConstraints(min_length=1)] = "artifacts"
 
     @property
@@ -246,7 +245,7 @@ _PATTERN_FIXES = {
     "name": "use a hostname: lowercase letters, digits and '-', at most 63 characters",
     "code": "use a short code: lowercase letters, digits and '-', e.g. stgeorge",
     "user": "use a Unix user name such as root or hzadmin",
-    "version": "write a version such as v1.31.4+k3s1",
+    "version": "write a version such as v1.37.2",
 }
 
 

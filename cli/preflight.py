@@ -32,7 +32,7 @@ ROLE_PORTS: dict[str, list[tuple[int, tuple[str, ...]]]] = {
     "redis-sentinel": [(26379, ("redis-sentinel", "redis-server"))],
     "ceph-mon": [(3300, ("ceph-mon",)), (6789, ("ceph-mon",))],
     "ceph-rgw": [(7480, ("radosgw",))],
-    "k8s-server": [(6443, ("k3s-server", "k3s", "kube-apiserver"))],
+    "k8s-server": [(6443, ("kube-apiserver",)), (2381, ("etcd",)), (2382, ("etcd",))],
 }
 
 

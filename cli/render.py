@@ -47,10 +47,16 @@ def _context(site: Site, plan: Plan, site_dir: Path, state_dir: Path) -> dict[st
     groups = [(group_name(r), [n.name for n in plan.hosts(r)]) for r in Role]
     time_server = "" if site.networks.ntp else plan.nodes[0].address
     known_hosts_managed = (state_dir / "lab").exists()
+    artifacts = Path(os.path.expanduser(site.artifacts))
     return {
         "site": site,
         "plan": plan,
+        "site_dir": str(site_dir),
+        # absolute, as written (a symlink stays a symlink: the lab's points at a shared cache)
+        "artifacts_dir": str(artifacts if artifacts.is_absolute() else site_dir / artifacts),
         "site_file": str(site_dir / "site.yaml"),
+        "pod_subnets": _pod_subnets(site, plan),
+        "api_service_ip": str(next(site.networks.service_cidr.hosts())),
         "state_dir": str(state_dir),
         "ssh_key": str(ssh_key_path(site, site_dir)),
         "groups": groups,
@@ -75,6 +81,15 @@ def _context(site: Site, plan: Plan, site_dir: Path, state_dir: Path) -> dict[st
         # The lab writes every host key before boot; a real site records them at first contact.
         "strict_host_keys": "yes" if known_hosts_managed else "accept-new",
     }
+
+
+def _pod_subnets(site: Site, plan: Plan) -> dict[str, str]:
+    """Each node's share of the pod network, by its place in the plan (a /24 where it fits)."""
+    pods = site.networks.pod_cidr
+    bits = max(1, (len(plan.nodes) - 1).bit_length())
+    prefix = max(24, pods.prefixlen + bits)
+    subnets = pods.subnets(new_prefix=prefix)
+    return {n.name: str(next(subnets)) for n in plan.nodes}
 
 
 def _write_if_changed(path: Path, text: str) -> bool:

@@ -11,7 +11,8 @@ import pulumi_kubernetes as k8s
 @dataclass(frozen=True)
 class EchoArgs:
     kubeconfig: str
-    image: str = "hzcloud/echo:1"
+    # as imported into containerd from <artifacts>/images (scripts/build-images)
+    image: str = "hzcloud.local/hzcloud-echo:0.1.0"
     namespace: str = "hz-echo"
     replicas: int = 2
     port: int = 8080

@@ -62,7 +62,7 @@ def test_defaults_fill_everything_optional() -> None:
     ceph = site.services.ceph
     assert (ceph.enabled, ceph.replicas, ceph.min_size, ceph.mons) == (True, 3, 2, 3)
     assert site.services.postgres.version == 15
-    assert site.services.kubernetes.version == "v1.31.4+k3s1"
+    assert site.services.kubernetes.version == "v1.37.2"
     assert site.cloud.tenants == []
     assert [str(s) for s in site.bundle.services] == [
         "patient-index",

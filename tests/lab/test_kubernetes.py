@@ -1,0 +1,204 @@
+"""The kubernetes phase for real on the lab, then the echo stack through the Automation API.
+
+Needs a lab whose plan has the kubernetes phase and the artifacts folder filled
+(scripts/build-artifacts, scripts/build-images; the site's `artifacts` may be a symlink to it):
+
+    HZCLOUD_LAB_SITE=/work/lab-kube HZCLOUD_LAB_PHASES=preflight,base HZCLOUD_LAB_KEEP=1 \
+        pytest -m lab tests/lab/test_kubernetes.py
+
+The module fixture runs `hzcloud up --only kubernetes` after the session's `converged_site`,
+unless HZCLOUD_LAB_PHASES already has kubernetes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hzcloud.executors import PhaseResult
+from hzcloud.model import load_site
+from hzcloud.pulumi_exec import load_stack_module, outputs, run_pulumi
+from hzcloud.secrets import read_secrets
+
+pytestmark = pytest.mark.lab
+
+HZ = [sys.executable, "-m", "hzcloud"]
+PROJECT, STACK = "hzcloud-echo", "lab-test"
+# as in conftest.py: the phases the session's `converged_site` ran
+LAB_PHASES = os.environ.get("HZCLOUD_LAB_PHASES", "preflight,base,storage,data")
+
+
+def up_kubernetes(site: Path) -> dict[str, Any]:
+    res = subprocess.run(
+        [*HZ, "up", str(site), "--only", "kubernetes", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    try:
+        data: dict[str, Any] = json.loads(res.stdout)
+    except ValueError:
+        pytest.fail(f"no JSON from hzcloud up (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
+    assert res.returncode == 0, json.dumps(data, indent=2) + res.stderr
+    return data
+
+
+@pytest.fixture(scope="module")
+def kube_site(converged_site: dict[str, Any]) -> dict[str, Any]:
+    """The lab with the kubernetes phase converged; the JSON of the run that did it."""
+    site = Path(converged_site["site"])
+    if "kubernetes" in LAB_PHASES.split(","):
+        return converged_site
+    if "kubernetes" not in {p["name"] for p in json.loads(_hz("plan", str(site)))["phases"]}:
+        pytest.skip("this lab's site has Kubernetes switched off")
+    data = up_kubernetes(site)
+    data["site"] = str(site)
+    return data
+
+
+def _hz(*args: str) -> str:
+    return subprocess.run(
+        [*HZ, *args, "--output", "json"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def kubectl(site: Path, *args: str) -> str:
+    artifacts = site / load_site(site).artifacts
+    return subprocess.run(
+        [str(artifacts / "bin" / "kubectl"), f"--kubeconfig={site / 'kubeconfig'}", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+def node_run(site: Path, node: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HZ, "lab", "ssh", "--site", str(site), node, "--", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def echo_stack(site: Path, action: str) -> PhaseResult:
+    echo = load_stack_module("echo")
+    kubeconfig = (site / "kubeconfig").read_text()
+    return run_pulumi(
+        "echo",
+        site / "state",
+        PROJECT,
+        STACK,
+        lambda: echo.program(echo.EchoArgs(kubeconfig=kubeconfig)),
+        lambda _e: None,
+        site / load_site(site).artifacts,
+        read_secrets(site)["pulumi_passphrase"],
+        action=action,
+    )
+
+
+def test_phase_ran_and_left_its_kubeconfig(kube_site: dict[str, Any]) -> None:
+    site = Path(kube_site["site"])
+    phases = {p["name"]: p for p in kube_site["phases"]}
+    assert phases["kubernetes"]["status"] in ("ok", "skipped"), phases
+    assert (site / "kubeconfig").stat().st_mode & 0o777 == 0o600
+    assert all(k.stat().st_mode & 0o077 == 0 for k in (site / "pki").glob("*.key")), (
+        "PKI keys must be 0600"
+    )
+
+
+def test_every_node_of_the_plan_is_ready(kube_site: dict[str, Any]) -> None:
+    site = Path(kube_site["site"])
+    plan = json.loads(_hz("plan", str(site)))
+    want = {n["name"] for n in plan["nodes"] if {"k8s-server", "k8s-agent"} & set(n["roles"])}
+    deadline = time.monotonic() + 120
+    while True:
+        nodes = json.loads(kubectl(site, "get", "nodes", "-o", "json"))["items"]
+        ready = {
+            n["metadata"]["name"]
+            for n in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"]
+            )
+        }
+        if ready >= want or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert ready >= want, f"not Ready: {sorted(want - ready)}"
+
+
+def test_rerun_changes_nothing(kube_site: dict[str, Any]) -> None:
+    data = up_kubernetes(Path(kube_site["site"]))
+    assert [p["changed"] for p in data["phases"]] == [0], data["phases"]
+
+
+@pytest.fixture(scope="module")
+def echo_up(kube_site: dict[str, Any]) -> Iterator[tuple[Path, PhaseResult]]:
+    """`up` of stacks/echo.py on the lab; destroyed afterwards whatever the tests said."""
+    site = Path(kube_site["site"])
+    result = echo_stack(site, "up")
+    yield site, result
+    echo_stack(site, "destroy")
+
+
+def test_echo_stack_comes_up(echo_up: tuple[Path, PhaseResult]) -> None:
+    _, result = echo_up
+    assert result.ok, result.failures
+    assert result.changed >= 5  # component, provider, namespace, deployment, service
+
+
+def test_echo_service_answers_from_a_node(echo_up: tuple[Path, PhaseResult]) -> None:
+    site, result = echo_up
+    assert result.ok, result.failures
+    state = site / "state"
+    address = outputs(
+        state,
+        PROJECT,
+        STACK,
+        site / load_site(site).artifacts,
+        read_secrets(site)["pulumi_passphrase"],
+    )["cluster_ip"]
+    inventory = yaml.safe_load((state / "inventory.yml").read_text())["all"]["children"]
+    agents = list((inventory["k8s_agent"].get("hosts") or {}).keys())
+    node = (agents or list(inventory["k8s_server"]["hosts"]))[0]
+    probe = (
+        'python3 -c "import urllib.request as u; '
+        f"print(u.urlopen('http://{address}/', timeout=3).read().decode())\""
+    )
+    pods = set(kubectl(site, "-n", "hz-echo", "get", "pods", "-o", "name").split())
+    for _ in range(60):
+        res = node_run(site, node, probe)
+        if res.returncode == 0:
+            break
+        time.sleep(1)
+    assert res.returncode == 0, res.stderr[-500:]
+    assert res.stdout.startswith("hzcloud-echo "), res.stdout
+    assert f"pod/{res.stdout.split()[1]}" in pods, (res.stdout, pods)
+
+
+def test_second_up_changes_nothing(echo_up: tuple[Path, PhaseResult]) -> None:
+    site, _ = echo_up
+    again = echo_stack(site, "up")
+    assert again.ok, again.failures
+    assert again.changed == 0
+
+
+def test_destroy_removes_it_all(echo_up: tuple[Path, PhaseResult]) -> None:
+    site, _ = echo_up
+    gone = echo_stack(site, "destroy")
+    assert gone.ok, gone.failures
+    assert gone.changed >= 5
+    deadline = time.monotonic() + 120
+    while "hz-echo" in kubectl(site, "get", "namespaces", "-o", "name"):
+        assert time.monotonic() < deadline, "namespace hz-echo still there"
+        time.sleep(2)
