@@ -26,7 +26,47 @@ from hzcloud.lab.system import (
 )
 
 DISK_SIZE = 10 * 1024**3
+# Roles whose nodes run containerd.
+CONTAINER_ROLES = frozenset({"k8s-server", "k8s-agent"})
 CLOUD_IFACE = "cloud0"
+
+# Host-wide kernel settings that kubelet insists on (it sets them, and stops when it cannot:
+# /proc/sys outside net/ is read-only in a node). The node is shown a file with the value kubelet
+# wants over each real entry; the host keeps its own values.
+KUBELET_SYSCTLS = {
+    "vm/overcommit_memory": "1",
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+}
+SYSCTL_VIEW_DIR = "etc/hzcloud-lab/sysctl"
+
+# Runs in the node at boot, before any service. nspawn mounts the v1 controller hierarchies
+# read-only (each node sees only its own subtree, through a cgroup namespace); a container
+# runtime and kubelet make cgroups in them, so they are remounted read-write (these mounts only,
+# not the host's). Then the kernel-setting view above is bound over /proc/sys. kubelet stops when
+# it cannot open /dev/kmsg (its OOM watcher), which a node has not, and reading the host's would
+# take CAP_SYSLOG: /dev/kmsg is a null device (a node of its own: as a symlink to /dev/null,
+# services with ProtectKernelLogs= would mask /dev/null itself, and chrony stops). containerd
+# still reports OOM kills from the memory cgroup.
+NODE_SETUP_UNIT = f"""\
+[Unit]
+Description=Prepare this lab node for containers and kubelet (hzcloud lab)
+DefaultDependencies=no
+Before=sysinit.target
+ConditionVirtualization=container
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for d in /sys/fs/cgroup/*/; do [ "$(stat -f -c %%T "$d")" = cgroupfs ] \\
+&& mount -o remount,bind,rw "$d"; done; true'
+ExecStart=/bin/sh -c 'for f in /{SYSCTL_VIEW_DIR}/*; do \\
+mount --bind "$f" "/proc/sys/$(basename "$f" | tr . /)"; done'
+ExecStart=/bin/sh -c '[ -e /dev/kmsg ] || mknod -m 0600 /dev/kmsg c 1 3'
+
+[Install]
+WantedBy=sysinit.target
+"""
 
 
 @dataclass(frozen=True)
@@ -51,7 +91,8 @@ class NodePlan:
     @property
     def cgroups(self) -> list[Path]:
         # Each node needs cgroups of its own: sharing one, the nodes' systemds trip over each
-        # other's units (status=219/CGROUP) and could kill each other's services.
+        # other's units (status=219/CGROUP) and could kill each other's services; kubelets
+        # would share one kubepods tree. One per hierarchy, v1 controllers included.
         return [root / "hzcloud" / self.lab_key / self.server.name for root in cgroup_roots()]
 
     @property
@@ -107,6 +148,10 @@ def write_files(plan: NodePlan) -> None:
             "host0", f"{server.address}/{plan.prefix_length}"
         ),
         "root/.ssh/authorized_keys": plan.authorized_key.strip() + "\n",
+        "etc/systemd/system/hzcloud-lab-node.service": NODE_SETUP_UNIT,
+        **{
+            f"{SYSCTL_VIEW_DIR}/{k.replace('/', '.')}": v + "\n" for k, v in KUBELET_SYSCTLS.items()
+        },
     }
     if plan.cloud_address:
         files["etc/systemd/network/11-cloud0.network"] = _network_file(
@@ -126,6 +171,10 @@ def write_files(plan: NodePlan) -> None:
         target = root / "etc/ssh" / name
         shutil.copyfile(plan.host_key_dir / name, target)
         target.chmod(0o600 if not name.endswith(".pub") else 0o644)
+    wants = root / "etc/systemd/system/sysinit.target.wants/hzcloud-lab-node.service"
+    if not wants.is_symlink():
+        wants.parent.mkdir(parents=True, exist_ok=True)
+        wants.symlink_to("/etc/systemd/system/hzcloud-lab-node.service")
 
 
 def attach_disks(plan: NodePlan, disk_dir: Path) -> dict[str, str]:
@@ -167,9 +216,17 @@ def nspawn_argv(plan: NodePlan, loops: dict[str, str]) -> list[str]:
         "--resolv-conf=off",
         "--timezone=off",
         "--link-journal=no",
-        # Nodes are disposable: dpkg's fsyncs cost seconds per package for nothing.
-        "--suppress-sync=yes",
     ]
+    if CONTAINER_ROLES.intersection(plan.server.roles):
+        # runc gives each container a session keyring of its own; nspawn's system-call filter
+        # answers keyctl with EPERM (`runc create failed: unable to join session keyring`).
+        argv.append("--system-call-filter=@keyring")
+    else:
+        # Nodes are disposable: dpkg's fsyncs cost seconds per package for nothing. Not on
+        # Kubernetes nodes: nspawn fails every open() with O_SYNC (EINVAL) to suppress it, and
+        # containerd's content store opens its files so (`ctr images import` fails).
+        argv.append("--suppress-sync=yes")
+
     for device, loop in loops.items():
         argv += [f"--bind={loop}:{device}", f"--property=DeviceAllow={loop} rwm"]
     if plan.cloud_bridge:

@@ -300,7 +300,8 @@ def _ensure_proxy(
     step = time.monotonic()
     for stale in find_pids(str(conf_dir)):
         run(["kill", str(stale)], check=False)
-    state.set("proxy_pid", proxy.start(conf_dir, address, archive, security))
+    cache = proxy.cache_dir(names.spec.code)
+    state.set("proxy_pid", proxy.start(conf_dir, cache, address, archive, security))
     message = f"started apt-cacher-ng on {address}:{proxy.PORT}"
     emit(LabEvent("proxy", message, changed=True, seconds=time.monotonic() - step))
     return True

@@ -11,17 +11,24 @@ from pathlib import Path
 from hzcloud.lab.errors import LabError
 from hzcloud.lab.system import pid_alive, spawn_detached
 
-CACHE_DIR = Path("/var/cache/hzcloud/apt-cacher-ng")
+CACHE_ROOT = Path("/var/cache/hzcloud")
 PORT = 3142
 USER = "apt-cacher-ng"
 
 
-def config(conf_dir: Path, address: str, archive: str, security: str) -> str:
+def cache_dir(code: str) -> Path:
+    """The package cache of one lab (by site code); it survives `down`."""
+    # One cache per lab: apt-cacher-ng locks nothing across processes, so two labs' proxies
+    # writing the same index or package file at once could corrupt it for both.
+    return CACHE_ROOT / f"apt-cacher-ng-{code}"
+
+
+def config(conf_dir: Path, cache: Path, address: str, archive: str, security: str) -> str:
     # No Debian backend of the package's own: its default mirror name need not resolve here
     # (every request 503s). Both proxy mode (Acquire::http::Proxy with the archive's URL) and
     # mirror mode (http://<bridge>:3142/debian) end at the mirrors the host's apt uses.
     return (
-        f"CacheDir: {CACHE_DIR}\n"
+        f"CacheDir: {cache}\n"
         f"LogDir: {conf_dir / 'log'}\n"
         f"SocketPath: {conf_dir / 'run' / 'socket'}\n"
         "SupportDir: /usr/lib/apt-cacher-ng\n"
@@ -50,14 +57,14 @@ def listening(address: str) -> bool:
         return False
 
 
-def start(conf_dir: Path, address: str, archive: str, security: str) -> int:
+def start(conf_dir: Path, cache: Path, address: str, archive: str, security: str) -> int:
     """Start the proxy detached; returns its PID once it accepts connections."""
     for sub in (conf_dir, conf_dir / "log", conf_dir / "run"):
         sub.mkdir(parents=True, exist_ok=True)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    for owned in (CACHE_DIR, conf_dir / "log", conf_dir / "run"):
+    cache.mkdir(parents=True, exist_ok=True)
+    for owned in (cache, conf_dir / "log", conf_dir / "run"):
         _owner(owned)
-    (conf_dir / "acng.conf").write_text(config(conf_dir, address, archive, security))
+    (conf_dir / "acng.conf").write_text(config(conf_dir, cache, address, archive, security))
     try:
         user: str | None = pwd.getpwnam(USER).pw_name
     except KeyError:

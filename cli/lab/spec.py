@@ -68,7 +68,7 @@ def load_spec(site_yaml: Path) -> LabSpec:
     """The lab's view of a validated site: one schema, the site model's."""
     site = load_site(site_yaml)
     plan = plan_site(site)
-    gateways = {n.name for n in plan.hosts("gateway")}
+    planned = {n.name: n.roles for n in plan.nodes}
     tenant = site.cloud.tenants[0] if site.cloud.tenants else None
     return LabSpec(
         code=site.hospital.code,
@@ -77,10 +77,9 @@ def load_spec(site_yaml: Path) -> LabSpec:
                 name=s.name,
                 address=str(s.address),
                 disks=tuple(s.disks),
-                # the plan decides which server carries the cloud link
-                roles=tuple(
-                    sorted({*map(str, s.roles), *(["gateway"] if s.name in gateways else [])})
-                ),
+                # the plan's roles: it decides which server carries the cloud link, which run
+                # containers (their nspawn flags differ)
+                roles=tuple(sorted(planned[s.name])),
             )
             for s in site.servers
         ),

@@ -119,13 +119,28 @@ def link_exists(name: str) -> bool:
 
 
 def cgroup_roots() -> list[Path]:
-    """The hierarchies a container's systemd manages: the named systemd one (v1) and cgroup2."""
+    """Every cgroup hierarchy of the host: each v1 controller, the named systemd one, cgroup2."""
     roots = []
     for line in Path("/proc/self/mounts").read_text().splitlines():
-        _, point, fstype, options = line.split()[:4]
-        if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options.split(",")):
+        _, point, fstype, _options = line.split()[:4]
+        if fstype in ("cgroup", "cgroup2"):
             roots.append(Path(point))
     return roots
+
+
+def make_cgroup(group: Path) -> None:
+    """Create a cgroup and its parents; in a v1 cpuset hierarchy each inherits its parent's CPUs
+    and memory nodes (a new cpuset is empty, and a process cannot join an empty one)."""
+    missing = []
+    for path in (group, *group.parents):
+        if path.is_dir():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)  # nodes boot in parallel: a sibling may have made it
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (path / name).exists() and not (path / name).read_text().strip():
+                (path / name).write_text((path.parent / name).read_text())
 
 
 def spawn_detached(
@@ -133,7 +148,7 @@ def spawn_detached(
 ) -> int:
     """Start argv in its own session (and cgroups), not as our child (nothing to reap); its PID."""
     for group in cgroups:
-        group.mkdir(parents=True, exist_ok=True)
+        make_cgroup(group)
     script = (
         'log=$1; shift; n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs"; '
         'shift; n=$((n-1)); done; "$@" </dev/null >>"$log" 2>&1 & echo $!'
