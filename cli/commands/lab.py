@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Annotated
@@ -112,4 +113,6 @@ def ssh(
     argv = lab.ssh_argv(site, node)
     if not command:
         argv.insert(1, "-t")
-    raise typer.Exit(subprocess.run([*argv, *(command or [])], check=False).returncode)
+    # ssh joins its arguments with spaces: quote them so `-- sh -c "a b"` stays three words
+    remote = [shlex.join(command)] if command else []
+    raise typer.Exit(subprocess.run([*argv, *remote], check=False).returncode)
