@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hzrun
 import pytest
 
 from hzcloud import lab
@@ -68,27 +66,7 @@ LAB_PHASES = os.environ.get("HZCLOUD_LAB_PHASES", "preflight,base,storage,data")
 def converged_site(lab_site: Path) -> dict[str, Any]:
     """The lab after one real `hzcloud up` of LAB_PHASES; its JSON summary plus wall time."""
     t0 = time.monotonic()
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hzcloud",
-            "up",
-            str(lab_site),
-            "--only",
-            LAB_PHASES,
-            "--output",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    try:
-        data: dict[str, Any] = json.loads(res.stdout)
-    except ValueError:
-        pytest.fail(f"hzcloud up gave no JSON (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
-    assert res.returncode == 0, json.dumps(data, indent=2) + res.stderr
+    _rc, data = hzrun.up_json(lab_site, LAB_PHASES)
     data["wall_seconds"] = time.monotonic() - t0
     data["site"] = str(lab_site)
     return data

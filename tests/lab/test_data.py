@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hzrun
 import pytest
 import yaml
 
@@ -25,12 +26,7 @@ def hz(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
 
 
 def up_json(site: Path, only: str = PHASES) -> tuple[int, dict[str, Any]]:
-    res = hz("up", str(site), "--only", only, "--output", "json")
-    try:
-        data = json.loads(res.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON from hzcloud up (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
-    return res.returncode, data
+    return hzrun.up_json(site, only, expect_ok=False)
 
 
 def node_run(

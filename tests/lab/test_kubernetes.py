@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hzrun
 import pytest
 import yaml
 
@@ -38,18 +39,7 @@ LAB_PHASES = os.environ.get("HZCLOUD_LAB_PHASES", "preflight,base,storage,data")
 
 
 def up_kubernetes(site: Path) -> dict[str, Any]:
-    res = subprocess.run(
-        [*HZ, "up", str(site), "--only", "kubernetes", "--output", "json"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    try:
-        data: dict[str, Any] = json.loads(res.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON from hzcloud up (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
-    assert res.returncode == 0, json.dumps(data, indent=2) + res.stderr
-    return data
+    return hzrun.up_json(site, "kubernetes")[1]
 
 
 @pytest.fixture(scope="module")
