@@ -302,6 +302,7 @@ def _ensure_proxy(
         run(["kill", str(stale)], check=False)
     cache = proxy.cache_dir(names.spec.code)
     state.set("proxy_pid", proxy.start(conf_dir, cache, address, archive, security))
+    proxy.warm(address, archive, security, image.SUITE)
     message = f"started apt-cacher-ng on {address}:{proxy.PORT}"
     emit(LabEvent("proxy", message, changed=True, seconds=time.monotonic() - step))
     return True

@@ -6,6 +6,7 @@ import pwd
 import shutil
 import socket
 import time
+import urllib.request
 from pathlib import Path
 
 from hzcloud.lab.errors import LabError
@@ -36,6 +37,12 @@ def config(conf_dir: Path, cache: Path, address: str, archive: str, security: st
         f"Port: {PORT}\n"
         "ForeGround: 1\n"
         "ExThreshold: 4\n"
+        # Index files (InRelease) stay fresh for an hour: eight nodes asking for the same stale
+        # index in the same second make apt-cacher-ng 3.7 fail to move the old copy aside
+        # ("Failure to move file ... out of the way") and drop the connection, and apt then
+        # waits forever. With the indexes fetched once by `warm` and fresh for the lab's run,
+        # the nodes' updates are answered from the cache. The by-hash files they name never change.
+        "FreshIndexMaxAge: 3600\n"
         f"Remap-debrep: /debian ; {archive}/\n"
         f"Remap-secdeb: /debian-security ; {security}/\n"
     )
@@ -83,6 +90,25 @@ def start(conf_dir: Path, cache: Path, address: str, archive: str, security: str
         cause=log.read_text()[-1000:].strip(),
         fix="apt-get install apt-cacher-ng; check that port 3142 is free",
     )
+
+
+def warm(address: str, archive: str, security: str, suite: str) -> None:
+    """Fetch the suites' InRelease files through the proxy one at a time (see `config`)."""
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({"http": f"http://{address}:{PORT}"})
+    )
+    urls = [f"{archive}/dists/{suite}/InRelease", f"{archive}/dists/{suite}-updates/InRelease",
+            f"{security}/dists/{suite}-security/InRelease"]  # fmt: skip
+    for url in urls:
+        try:
+            with opener.open(url, timeout=60) as resp:
+                resp.read()
+        except OSError as exc:
+            raise LabError(
+                f"the lab's package proxy could not fetch {url}",
+                cause=str(exc),
+                fix="check that the host's apt reaches its Debian mirror (apt-get update on the host)",
+            ) from exc
 
 
 def running(pid: int | None, conf_dir: Path, address: str) -> bool:

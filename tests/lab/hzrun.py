@@ -1,4 +1,4 @@
-"""Running the real `hzcloud` command from lab tests: one place for `up --output json`."""
+"""Running the real `hzcloud` command from lab tests: `up --output json` and `lab ssh`."""
 
 from __future__ import annotations
 
@@ -28,3 +28,19 @@ def up_json(site: Path, only: str, expect_ok: bool = True) -> tuple[int, dict[st
     if expect_ok:
         assert res.returncode == 0, json.dumps(data, indent=2) + res.stderr
     return res.returncode, data
+
+
+def node_run(
+    site: Path, node: str, command: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run a shell command line on a lab node (`hzcloud lab ssh NODE -- sh -c COMMAND`).
+
+    `lab ssh` quotes each word it is given, so the command line goes to `sh -c` as one word;
+    it starts in /tmp (postgres-owned commands cannot read root's home).
+    """
+    return subprocess.run(
+        [*HZ, "lab", "ssh", "--site", str(site), node, "--", "sh", "-c", f"cd /tmp && {command}"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

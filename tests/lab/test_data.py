@@ -29,19 +29,6 @@ def up_json(site: Path, only: str = PHASES) -> tuple[int, dict[str, Any]]:
     return hzrun.up_json(site, only, expect_ok=False)
 
 
-def node_run(
-    site: Path, node: str, command: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    # `hzcloud lab ssh` hands its words to ssh, which joins them with spaces for the node's shell:
-    # the command goes as ONE word (`sh -c` + words would run only the command's first word).
-    return subprocess.run(
-        [*HZ, "lab", "ssh", "--site", str(site), node, "--", f"cd /tmp && {command}"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def plan_of(site: Path) -> dict[str, Any]:
     return json.loads(hz("plan", str(site), "--output", "json").stdout)
 
@@ -123,7 +110,7 @@ def _pg_connect(site: Path, **kw: Any) -> Any:
 def _leader(site: Path) -> str:
     """The Patroni leader, from the DCS (patronictl answers on any member, even a stopped one)."""
     for node in hosts_with(site, "postgres"):
-        res = node_run(site, node["name"], "patronictl -c /etc/patroni/config.yml list -f json")
+        res = hzrun.node_run(site, node["name"], "patronictl -c /etc/patroni/config.yml list -f json")
         try:
             members = json.loads(res.stdout)
         except ValueError:
@@ -184,7 +171,7 @@ def test_postgres_failover_keeps_every_acknowledged_commit(
     assert acked, "no write went through the VIP before the drill"
     stopped_at = time.monotonic()
     try:
-        res = node_run(lab_site, old, "systemctl stop patroni")
+        res = hzrun.node_run(lab_site, old, "systemctl stop patroni")
         assert res.returncode == 0, res.stderr
         resumed = None
         deadline = time.monotonic() + 90
@@ -211,7 +198,7 @@ def test_postgres_failover_keeps_every_acknowledged_commit(
         )
     finally:
         stop.set()
-        node_run(lab_site, old, "systemctl start patroni")
+        hzrun.node_run(lab_site, old, "systemctl start patroni")
 
 
 def test_redis_failover_promotes_a_replica(converged: dict[str, Any], lab_site: Path) -> None:
@@ -227,7 +214,8 @@ def test_redis_failover_promotes_a_replica(converged: dict[str, Any], lab_site: 
     master.set("hz:drill", "before")
     old_node = next(n["name"] for n in hosts_with(lab_site, "redis") if n["address"] == old_addr[0])
     t0 = time.monotonic()
-    node_run(lab_site, old_node, "systemctl stop redis-server")
+    res = hzrun.node_run(lab_site, old_node, "systemctl stop redis-server")
+    assert res.returncode == 0, res.stderr
     try:
         promoted = None
         while time.monotonic() - t0 < 60:
@@ -243,7 +231,7 @@ def test_redis_failover_promotes_a_replica(converged: dict[str, Any], lab_site: 
         assert master.get("hz:drill") == b"after"
         print(f"\nredis failover: new primary accepting writes after {promoted:.1f}s")
     finally:
-        node_run(lab_site, old_node, "systemctl start redis-server")
+        hzrun.node_run(lab_site, old_node, "systemctl start redis-server")
 
 
 def test_services_rejoin_and_up_is_still_converged(

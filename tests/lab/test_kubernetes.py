@@ -72,15 +72,6 @@ def kubectl(site: Path, *args: str) -> str:
     ).stdout
 
 
-def node_run(site: Path, node: str, command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HZ, "lab", "ssh", "--site", str(site), node, "--", command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def echo_stack(site: Path, action: str) -> PhaseResult:
     echo = load_stack_module("echo")
     kubeconfig = (site / "kubeconfig").read_text()
@@ -167,7 +158,7 @@ def test_echo_service_answers_from_a_node(echo_up: tuple[Path, PhaseResult]) -> 
     )
     pods = set(kubectl(site, "-n", "hz-echo", "get", "pods", "-o", "name").split())
     for _ in range(60):
-        res = node_run(site, node, probe)
+        res = hzrun.node_run(site, node, probe)
         if res.returncode == 0:
             break
         time.sleep(1)
