@@ -80,6 +80,8 @@ def run_ansible(
         # the venv's ansible-playbook, whether or not the venv is activated
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner turns host key checking off unless told otherwise
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
     }
     started = time.monotonic()
 
@@ -99,7 +101,12 @@ def run_ansible(
         quiet=True,
         event_handler=handler,
         finished_callback=finished,
+        # a folder per phase: phases run at the same time, and runner's rotation of the
+        # artifacts folder deletes files another phase's runner is still writing
+        artifact_dir=str(private / "artifacts" / phase),
         rotate_artifacts=5,
+        # one fact cache for every run (ansible-runner's default is a new one per run)
+        fact_cache=str(state_dir / "facts"),
         suppress_env_files=True,
         ident=f"{phase}-{int(time.time())}",
     )
@@ -127,7 +134,7 @@ def run_ansible(
             Failure(
                 "",
                 "",
-                f"ansible-runner ended {runner.status} (rc {runner.rc}); see {private}/artifacts",
+                f"ansible-runner ended {runner.status} (rc {runner.rc}); see {private}/artifacts/{phase}",
             )
         )
     return PhaseResult(phase, ok, changed, time.monotonic() - started, hosts, tuple(failures))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -75,12 +76,21 @@ def _context(site: Site, plan: Plan, site_dir: Path, state_dir: Path) -> dict[st
             for t in site.cloud.tenants
         ],
         "forks": max(10, len(plan.nodes) * 2),
+        "strategy_plugins": _mitogen_strategies(),
         "roles_path": str(resource("playbooks") / "roles"),
         # Short: ssh control sockets must fit in 108 bytes.
         "control_path_dir": f"/tmp/hz-{site.hospital.code}",
         # The lab writes every host key before boot; a real site records them at first contact.
         "strict_host_keys": "yes" if known_hosts_managed else "accept-new",
     }
+
+
+def _mitogen_strategies() -> str:
+    """Where Mitogen's strategy plugins are, when it is installed (a dependency of hzcloud)."""
+    spec = importlib.util.find_spec("ansible_mitogen")
+    if spec is None or spec.origin is None:
+        return ""
+    return str(Path(spec.origin).parent / "plugins" / "strategy")
 
 
 def _pod_subnets(site: Site, plan: Plan) -> dict[str, str]:
