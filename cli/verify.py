@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -147,11 +148,21 @@ def _cluster_checks(
         res = hosts[first].run("ceph status -f json")
         try:
             st = json.loads(res.stdout)
-            health = st["health"]["status"]
+            health = _ceph_health(st)
+            if health != "HEALTH_OK":
+                # Right after a deploy or a restart a warning can be passing (slow ops, peering):
+                # give the cluster a minute to settle and say what was seen.
+                seen, started = health, time.monotonic()
+                while time.monotonic() - started < CEPH_SETTLE_SECONDS and health != "HEALTH_OK":
+                    time.sleep(3)
+                    st = json.loads(hosts[first].run("ceph status -f json").stdout)
+                    health = _ceph_health(st)
+                if health == "HEALTH_OK":
+                    health = f"HEALTH_OK after {time.monotonic() - started:.0f} s (was {seen})"
             quorum = st.get("quorum_names", [])
             osdmap = st["osdmap"].get("osdmap", st["osdmap"])
             osds = (osdmap["num_osds"], osdmap["num_up_osds"], osdmap["num_in_osds"])
-            out.append(Check("ceph health", first, health == "HEALTH_OK", health))
+            out.append(Check("ceph health", first, health.startswith("HEALTH_OK"), health))
             out.append(
                 Check(
                     "ceph mon quorum",
@@ -186,6 +197,22 @@ def _cluster_checks(
                 )
             )
     return out
+
+
+# How long `verify` waits for a Ceph warning to clear by itself before it fails the check.
+CEPH_SETTLE_SECONDS = 60
+
+
+def _ceph_health(status: dict[str, Any]) -> str:
+    """'HEALTH_OK', or the status with each check's code and message ('HEALTH_WARN: SLOW_OPS …')."""
+    health = status["health"]
+    checks = health.get("checks") or {}
+    if health["status"] == "HEALTH_OK" or not checks:
+        return str(health["status"])
+    named = "; ".join(
+        f"{code} {c.get('summary', {}).get('message', '')}".strip() for code, c in checks.items()
+    )
+    return f"{health['status']}: {named}"
 
 
 def _redis_replicas_check(host: Any, name: str, master: str, pw: str, plan: Plan) -> Check:

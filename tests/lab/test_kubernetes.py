@@ -1,7 +1,8 @@
 """The kubernetes phase for real on the lab, then the echo stack through the Automation API.
 
-Needs a lab whose plan has the kubernetes phase and the artifacts folder filled
-(scripts/build-artifacts, scripts/build-images; the site's `artifacts` may be a symlink to it):
+Needs a lab whose plan has the kubernetes phase and an artifacts folder: HZCLOUD_ARTIFACTS
+(scripts/test sets it and starts its build) is linked into the site and built if needed
+(scripts/build-artifacts + scripts/build-images, cached); else the site's own folder is used:
 
     HZCLOUD_LAB_SITE=/work/lab-kube HZCLOUD_LAB_PHASES=preflight,base HZCLOUD_LAB_KEEP=1 \
         pytest -m lab tests/lab/test_kubernetes.py
@@ -46,6 +47,7 @@ def up_kubernetes(site: Path) -> dict[str, Any]:
 def kube_site(converged_site: dict[str, Any]) -> dict[str, Any]:
     """The lab with the kubernetes phase converged; the JSON of the run that did it."""
     site = Path(converged_site["site"])
+    _ensure_artifacts(site)
     if "kubernetes" in LAB_PHASES.split(","):
         return converged_site
     if "kubernetes" not in {p["name"] for p in json.loads(_hz("plan", str(site)))["phases"]}:
@@ -53,6 +55,31 @@ def kube_site(converged_site: dict[str, Any]) -> dict[str, Any]:
     data = up_kubernetes(site)
     data["site"] = str(site)
     return data
+
+
+def _ensure_artifacts(site: Path) -> None:
+    """The site's artifacts folder: HZCLOUD_ARTIFACTS (linked into the site), built if needed.
+
+    The build runs under the same lock as scripts/test's background build, so this waits for
+    that one and then finds everything up to date (seconds).
+    """
+    wanted = os.environ.get("HZCLOUD_ARTIFACTS")
+    folder = site / load_site(site).artifacts
+    if not wanted:
+        if not (folder / "manifest.json").exists():
+            pytest.skip(f"no artifacts in {folder}: set HZCLOUD_ARTIFACTS (scripts/test does)")
+        return
+    if not folder.exists():
+        folder.symlink_to(wanted)
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    build = f'{scripts}/build-artifacts "$0" && {scripts}/build-images "$0"'
+    res = subprocess.run(
+        ["flock", f"{wanted}.lock", "sh", "-c", build, wanted],
+        capture_output=True,
+        text=True,
+        timeout=3 * 3600,
+    )
+    assert res.returncode == 0, f"building the artifacts failed:\n{res.stderr[-3000:]}"
 
 
 def _hz(*args: str) -> str:
