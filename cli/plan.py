@@ -172,7 +172,7 @@ def plan_phases(site: Site) -> tuple[Phase, ...]:
             "kubernetes",
             ("base",),
             "ansible",
-            "HA Kubernetes servers and agents, RBD storage class",
+            "HA Kubernetes servers and agents from the artifacts folder",
             svc.kubernetes.enabled,
         ),
         (
