@@ -30,14 +30,8 @@ PROJECT, STACK = "hzcloud-echo", "lab"
 def on(
     site: Path, host: str, command: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    inv = yaml.safe_load((site / "state" / "inventory.yml").read_text())["all"]
-    argv = [
-        "ssh", "-F", "none", "-i", str(inv["vars"]["ansible_ssh_private_key_file"]),
-        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-        "-o", f"UserKnownHostsFile={site / 'state' / 'known_hosts'}",
-        "-p", str(inv["vars"]["ansible_port"]),
-        f"{inv['vars']['ansible_user']}@{inv['hosts'][host]['ansible_host']}", command,
-    ]  # fmt: skip
+    # the ssh_config hzcloud rendered: the site's key, its known_hosts, user and port
+    argv = ["ssh", "-F", str(site / "state" / "ssh_config"), "-o", "BatchMode=yes", host, command]
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
