@@ -9,7 +9,8 @@ _PKG = Path(__file__).resolve().parent
 
 def resource(name: str) -> Path:
     """A shipped folder (playbooks, templates, stacks, inventories)."""
-    for base in (_PKG, _PKG.parent):
+    # in the wheel they sit inside the package; in a checkout, two levels up (cli/hzcloud/..)
+    for base in (_PKG, _PKG.parents[1]):
         candidate = base / name
         if candidate.is_dir():
             return candidate
