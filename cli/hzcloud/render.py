@@ -12,6 +12,7 @@ from typing import Any
 import jinja2
 
 from hzcloud.model import Role, Site
+from hzcloud.pki import ensure_pki, pki_dir
 from hzcloud.plan import Plan
 from hzcloud.resources import resource
 from hzcloud.secrets import SECRETS_FILE, ensure_secrets
@@ -56,6 +57,7 @@ def _context(site: Site, plan: Plan, site_dir: Path, state_dir: Path) -> dict[st
         # absolute, as written (a symlink stays a symlink: the lab's points at a shared cache)
         "artifacts_dir": str(artifacts if artifacts.is_absolute() else site_dir / artifacts),
         "site_file": str(site_dir / "site.yaml"),
+        "pki_dir": str(pki_dir(site_dir)),
         "pod_subnets": _pod_subnets(site, plan),
         "api_service_ip": str(next(site.networks.service_cidr.hosts())),
         "state_dir": str(state_dir),
@@ -142,6 +144,7 @@ def render(site: Site, plan: Plan, site_dir: Path) -> Rendered:
         link.unlink(missing_ok=True)
         link.symlink_to(target)
     ensure_secrets(site_dir)
+    ensure_pki(site_dir, site.hospital.name)
     Path(ctx["control_path_dir"]).mkdir(mode=0o700, exist_ok=True)
     known_hosts = state_dir / "known_hosts"
     if not known_hosts.exists():  # touch() on an existing file would bump its mtime

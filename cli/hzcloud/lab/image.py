@@ -41,18 +41,6 @@ MASKED_UNITS = (
     "fstrim.timer",
     "systemd-networkd-wait-online.service",
 )
-CEPH_DEFAULTS = """\
-# /etc/default/ceph
-#
-# Environment file for ceph daemon systemd unit files.
-#
-
-# Increase tcmalloc cache size
-TCMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES=134217728
-
-# Containers reuse PIDs across restarts: let peers tell daemon restarts apart.
-CEPH_USE_RANDOM_NONCE=1
-"""
 ENABLED_UNITS = {
     "systemd-networkd.service": "multi-user.target.wants",
     "systemd-networkd.socket": "sockets.target.wants",
@@ -106,11 +94,9 @@ def recipe(archive: str, security: str) -> dict[str, object]:
         "etc/apt/sources.list.d/debian.sources": sources,
         "etc/apt/apt.conf.d/80hzcloud-lab": 'Acquire::Languages "none";\n',
         # Ceph daemons in containers get the same PID after a restart; without a random nonce
-        # peers cannot tell restarts apart and PGs stay peering for minutes. /etc/default/ceph
-        # is a conffile of ceph-common: this is its content plus the nonce, so installing with
-        # --force-confold (Ansible's apt default) keeps it and loses nothing. The drop-in (for
-        # every ceph-*.service) holds even if the conffile is replaced.
-        "etc/default/ceph": CEPH_DEFAULTS,
+        # peers cannot tell restarts apart and PGs stay peering for minutes. The ceph role sets
+        # it in /etc/default/ceph (its file); this drop-in (for every ceph-*.service) already
+        # holds when the packages first start the daemons, before the role has run.
         "etc/systemd/system/ceph-.service.d/hzcloud-nonce.conf": (
             "[Service]\nEnvironment=CEPH_USE_RANDOM_NONCE=1\n"
         ),
@@ -123,7 +109,6 @@ def recipe(archive: str, security: str) -> dict[str, object]:
         ),
         "etc/resolv.conf": "# the lab has no DNS: nodes are reached by address\n",
         "etc/machine-id": "",
-        "etc/hostname": "localhost\n",
     }
     return {
         "build_version": BUILD_VERSION,
@@ -137,6 +122,8 @@ def recipe(archive: str, security: str) -> dict[str, object]:
         "enabled": ENABLED_UNITS,
         "removed": [
             "etc/apt/sources.list",
+            # systemd keeps the hostname nspawn gives (the machine name) when there is none
+            "etc/hostname",
             "etc/ssh/ssh_host_*",
             "var/cache/apt/archives/*.deb",
             "var/lib/apt/lists/*_*",

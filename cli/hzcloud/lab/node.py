@@ -137,13 +137,16 @@ def mount_root(plan: NodePlan, image: Path) -> bool:
     return True
 
 
-def write_files(plan: NodePlan) -> None:
-    """Give the node its identity before it boots."""
-    root, server = plan.root, plan.server
+def node_files(plan: NodePlan) -> dict[str, str]:
+    """What the lab writes into a node before every boot: its identity, as an installer would.
+
+    Nothing here is a file the roles manage (tests/unit/test_file_owners.py): the hostname comes
+    from nspawn's machine name (no /etc/hostname: systemd keeps the container's), /etc/hosts is
+    base's, and the lab's apt proxy file has a name of its own beside base's.
+    """
+    server = plan.server
     files = {
-        "etc/hostname": f"{server.name}\n",
-        "etc/hosts": f"127.0.0.1\tlocalhost\n{server.address}\t{server.name}\n",
-        "etc/apt/apt.conf.d/01hzcloud-proxy": f'Acquire::http::Proxy "{plan.proxy_url}";\n',
+        "etc/apt/apt.conf.d/00hzcloud-lab-proxy": f'Acquire::http::Proxy "{plan.proxy_url}";\n',
         "etc/systemd/network/10-host0.network": _network_file(
             "host0", f"{server.address}/{plan.prefix_length}"
         ),
@@ -157,6 +160,13 @@ def write_files(plan: NodePlan) -> None:
         files["etc/systemd/network/11-cloud0.network"] = _network_file(
             CLOUD_IFACE, plan.cloud_address
         )
+    return files
+
+
+def write_files(plan: NodePlan) -> None:
+    """Give the node its identity before it boots."""
+    root = plan.root
+    files = node_files(plan)
     machine_id = root / "etc/machine-id"
     if not machine_id.read_text().strip():
         files["etc/machine-id"] = uuid.uuid4().hex + "\n"
