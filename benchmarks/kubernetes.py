@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from hzcloud.executors import run_ansible
+from hzcloud.executors.pulumi import load_stack_module, outputs, run_pulumi
 from hzcloud.model import load_site
-from hzcloud.pulumi_exec import load_stack_module, outputs, run_pulumi
 from hzcloud.secrets import read_secrets
 
 PROJECT, STACK = "hzcloud-echo", "lab"

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from hzcloud.executors import run_ansible
+from hzcloud.executors.ansible import run_ansible
 
 BANDWIDTH = r"Bandwidth \(MB/sec\)"
 

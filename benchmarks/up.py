@@ -19,8 +19,9 @@ HZ = [sys.executable, "-m", "hzcloud"]
 
 def run_up(site: str, phases: str) -> tuple[float, dict]:
     t0 = time.monotonic()
-    res = subprocess.run([*HZ, "up", site, "--only", phases, "--output", "json"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [*HZ, "up", site, "--only", phases, "--output", "json"], capture_output=True, text=True
+    )
     wall = time.monotonic() - t0
     if res.returncode != 0:
         sys.exit(f"hzcloud up failed (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
@@ -40,7 +41,9 @@ def main() -> None:
         wall, data = run_up(args.site, args.phases)
         print(f"{label}: {wall:.1f}s wall")
         for p in data["phases"]:
-            print(f"  {p['name']:<11} {p['status']:<8} {p['seconds']:>7.1f}s  {p['changed']:>4} changed")
+            print(
+                f"  {p['name']:<11} {p['status']:<8} {p['seconds']:>7.1f}s  {p['changed']:>4} changed"
+            )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from hzcloud import __version__, engine, journal, report, wizard
+from hzcloud import __version__, engine, report, wizard
 from hzcloud.errors import HzError
 from hzcloud.initsite import (
     text_from_file,
@@ -17,7 +17,6 @@ from hzcloud.initsite import (
 )
 from hzcloud.model import Site, load_site, site_file
 from hzcloud.plan import plan_site
-from hzcloud.render import render
 from hzcloud.report import Output
 
 
@@ -90,8 +89,10 @@ def plan(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
 @app.command("render")
 def render_cmd(site: SiteArg = Path(".")) -> None:
     """Write the plan as Ansible inventory, group_vars and ansible.cfg into state/."""
-    loaded = load_site(site)
-    result = render(loaded, plan_site(loaded), site_dir_of(site))
+    from hzcloud.render import render
+
+    loaded = engine.load(site)
+    result = render(loaded.site, loaded.plan, loaded.site_dir)
     report.console().print(
         f"rendered {result.state_dir}: {len(result.written)} written, "
         f"{len(result.unchanged)} unchanged"
@@ -158,7 +159,7 @@ def init(
     if run_up is None:
         run_up = not non_interactive and from_file is None and typer.confirm("Run hzcloud up now?")
     if run_up:
-        _up(directory, only, Output.text)
+        _up(engine.load(directory), only, Output.text)
     else:
         out.print(f"next: hzcloud up {directory}")
 
@@ -170,40 +171,37 @@ def up(
         str | None, typer.Option(help="Comma-separated phases to run, e.g. preflight,base,data.")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Render and show what would run; touch no host.")
+        bool,
+        typer.Option("--dry-run", help="Show what would run and what is missing; write nothing."),
     ] = False,
     output: OutputOpt = Output.text,
 ) -> None:
     """Converge the site: preflight, then every phase of the plan; resumes after a failure."""
     loaded = engine.load(site)
-    wanted = [p.strip() for p in only.split(",") if p.strip()] if only else None
     if dry_run:
-        render(loaded.site, loaded.plan, loaded.site_dir)
-        phases = engine.select_phases(loaded.plan, wanted, loaded.site_dir / "state")
-        if output is Output.json:
-            report.print_json(
-                {"phases": [{"name": p.name, "depends_on": list(p.depends_on)} for p in phases]}
-            )
-        else:
-            report.plan_table(loaded.plan)
-            report.console().print("would run: " + ", ".join(p.name for p in phases))
+        report.dry_run(loaded.plan, engine.dry_run(loaded, _phases(only)), output)
         return
-    _up(site, only, output)
+    _up(loaded, only, output)
 
 
-def _up(site: Path, only: str | None, output: Output) -> None:
-    loaded = engine.load(site)
-    wanted = [p.strip() for p in only.split(",") if p.strip()] if only else None
+def _phases(only: str | None) -> list[str] | None:
+    return [p.strip() for p in only.split(",") if p.strip()] if only else None
+
+
+def _render(loaded: engine.Loaded) -> None:
+    from hzcloud.render import render
+
+    render(loaded.site, loaded.plan, loaded.site_dir)
+
+
+def _up(loaded: engine.Loaded, only: str | None, output: Output) -> None:
     progress = report.UpProgress(quiet=output is Output.json)
     try:
-        result = engine.up(loaded, wanted, progress)
+        result = engine.up(loaded, _phases(only), progress, prepare=_render)
     finally:
         progress.close()
-    report.up_summary(result, output)
-    if result.ok and output is Output.text:
-        state = loaded.site_dir / "state"
-        deployed = {n for n, r in journal.latest(state).items() if r.status in ("ok", "skipped")}
-        report.endpoints(loaded.site, loaded.plan, loaded.site_dir, deployed)
+    done = engine.done_phases(loaded.state_dir)
+    report.up_summary(result, output, engine.endpoints(loaded, done))
     if not result.ok:
         failed = next(r for r in result.records if r.status == "failed")
         err = failed.error
@@ -212,19 +210,19 @@ def _up(site: Path, only: str | None, output: Output) -> None:
             + (f" on {err['host']}" if err.get("host") else "")
             + (f' (task "{err["task"]}")' if err.get("task") else ""),
             err.get("message", ""),
-            f"fix the cause, then `hzcloud up {site}` resumes at {failed.phase} "
-            f"(journal: {loaded.site_dir / 'state' / 'journal.jsonl'})",
+            f"fix the cause, then `hzcloud up {loaded.site_dir}` resumes at {failed.phase} "
+            f"(journal: {loaded.state_dir / 'journal.jsonl'})",
         )
 
 
 @app.command()
 def status(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
-    """What the last runs did, from the journal; touches no host."""
-    site_dir = site_dir_of(site)
-    load_site(site)  # a bad or missing site gets the usual clear error
-    report.status(
-        sorted(journal.latest(site_dir / "state").values(), key=lambda r: r.started), output
-    )
+    """What the last runs did and where to connect, from the journal; touches no host."""
+    from hzcloud import journal
+
+    loaded = engine.load(site)
+    records = sorted(journal.latest(loaded.state_dir).values(), key=lambda r: r.started)
+    report.status(records, engine.endpoints(loaded, engine.done_phases(loaded.state_dir)), output)
 
 
 @app.command()
@@ -237,11 +235,9 @@ def verify(
     from hzcloud.verify import run_checks, write_junit
 
     loaded = engine.load(site)
-    rendered = render(loaded.site, loaded.plan, loaded.site_dir)
-    deployed = {
-        n for n, r in journal.latest(rendered.state_dir).items() if r.status in ("ok", "skipped")
-    }
-    checks = run_checks(loaded.plan, rendered.state_dir, deployed | {"base"})
+    _render(loaded)
+    deployed = engine.done_phases(loaded.state_dir)
+    checks = run_checks(loaded.plan, loaded.state_dir, deployed | {"base"})
     if junit:
         write_junit(checks, junit)
     report.verify_result(checks, output)

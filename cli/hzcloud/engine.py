@@ -1,4 +1,4 @@
-"""`hzcloud up`: render, then run the plan's phases as a graph, journaling every step."""
+"""`hzcloud up`: a scheduler over the phase registry, journaling every step. Names no executor."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hzcloud import journal
+from hzcloud import phases as registry
 from hzcloud.errors import HzError, UsageError
-from hzcloud.executors import Event, Failure, PhaseResult, playbook_for, run_ansible
+from hzcloud.executors import RunContext, run_phase
 from hzcloud.model import Site, load_site, site_file
+from hzcloud.outcome import Event, Failure, PhaseResult, UpResult
 from hzcloud.plan import Phase, Plan, plan_site
-from hzcloud.preflight import Finding, run_preflight
-from hzcloud.render import Rendered, render
+
+STATE_DIR = "state"
+DONE = ("ok", "skipped")
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,13 @@ class Loaded:
     plan: Plan
     site_dir: Path
 
+    @property
+    def state_dir(self) -> Path:
+        return self.site_dir / STATE_DIR
+
 
 def load(path: Path) -> Loaded:
+    """The site, validated, and its plan: loaded once per command."""
     site = load_site(path)
     return Loaded(site, plan_site(site), site_file(path).parent.resolve())
 
@@ -34,52 +42,25 @@ def plan_hash(plan: Plan) -> str:
     return hashlib.sha256(plan.to_json().encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class UpResult:
-    run: str
-    records: tuple[journal.PhaseRecord, ...]
-    findings: tuple[Finding, ...]
-    failures: tuple[Failure, ...]
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return all(r.status in ("ok", "skipped") for r in self.records)
-
-
-def _available(phase: Phase) -> str:
-    """Why a phase cannot run in this build, or '' when it can."""
-    if phase.executor == "ansible" and not playbook_for(phase.name).exists():
-        return f"no playbook {playbook_for(phase.name).name} in this build"
-    if phase.executor == "pulumi":
-        return "the Pulumi phases need the artifacts folder (pulumi CLI and plugins), not found"
-    return ""
+def done_phases(state_dir: Path) -> set[str]:
+    """Phases whose latest run completed (read from the journal; touches no host)."""
+    return {n for n, r in journal.latest(state_dir).items() if r.status in DONE}
 
 
 def select_phases(plan: Plan, only: list[str] | None, state_dir: Path) -> list[Phase]:
     """The phases to run, refusing a phase whose prerequisites have not completed."""
     names = [p.name for p in plan.phases]
     if only is None:
-        chosen = list(plan.phases)
-    else:
-        unknown = [n for n in only if n not in names]
-        if unknown:
-            raise UsageError(
-                f"unknown phase {', '.join(unknown)}",
-                "this site's plan has no such phase (a switched-off service has none)",
-                f"choose from: {', '.join(names)}",
-            )
-        chosen = [p for p in plan.phases if p.name in only]
-    unavailable = [(p.name, why) for p in chosen if (why := _available(p))]
-    if unavailable:
-        runnable = [p.name for p in chosen if not _available(p)]
+        return list(plan.phases)
+    unknown = [n for n in only if n not in names]
+    if unknown:
         raise UsageError(
-            "; ".join(f"phase {n}: {why}" for n, why in unavailable),
-            "nothing was changed",
-            "switch those services off in site.yaml"
-            + (f", or run the others with --only {','.join(runnable)}" if runnable else ""),
+            f"unknown phase {', '.join(unknown)}",
+            "this site's plan has no such phase (a switched-off service has none)",
+            f"choose from: {', '.join(names)}",
         )
-    done = {n for n, r in journal.latest(state_dir).items() if r.status in ("ok", "skipped")}
+    chosen = [p for p in plan.phases if p.name in only]
+    done = done_phases(state_dir)
     chosen_names = {p.name for p in chosen}
     for p in chosen:
         if p.name == "verify":
@@ -94,74 +75,117 @@ def select_phases(plan: Plan, only: list[str] | None, state_dir: Path) -> list[P
     return chosen
 
 
+def missing_needs(loaded: Loaded, chosen: list[Phase]) -> list[registry.Need]:
+    """What the chosen phases need on the control node and is not there."""
+    found: dict[Path, registry.Need] = {}
+    for p in chosen:
+        for need in registry.phase(p.name).needs(loaded.site, loaded.site_dir):
+            if not need.path.exists():
+                found.setdefault(need.path, need)
+    return list(found.values())
+
+
+def check_needs(loaded: Loaded, chosen: list[Phase]) -> None:
+    """Refuse to start (exit 2, nothing touched) when a phase's inputs are missing."""
+    missing = missing_needs(loaded, chosen)
+    if missing:
+        shown = ", ".join(str(n.path) for n in missing[:4]) + (" ..." if len(missing) > 4 else "")
+        raise UsageError(
+            f"{len(missing)} file{'s' if len(missing) > 1 else ''} the phases need "
+            f"{'are' if len(missing) > 1 else 'is'} missing: {shown}"
+            if len(missing) > 1
+            else f"{missing[0].path} is missing ({missing[0].what})",
+            "; ".join(sorted({n.what.split(":")[0] for n in missing}))
+            + " come from the artifacts folder; nothing was touched",
+            missing[0].fix,
+        )
+
+
+@dataclass(frozen=True)
+class DryRun:
+    phases: tuple[Phase, ...]
+    missing: tuple[registry.Need, ...]
+    unavailable: tuple[tuple[str, str], ...]
+
+
+def dry_run(loaded: Loaded, only: list[str] | None) -> DryRun:
+    """What `up` would run and what it would miss; reads, never writes."""
+    chosen = select_phases(loaded.plan, only, loaded.state_dir)
+    return DryRun(
+        tuple(chosen),
+        tuple(missing_needs(loaded, chosen)),
+        tuple(
+            (p.name, registry.phase(p.name).unavailable)
+            for p in chosen
+            if registry.phase(p.name).unavailable
+        ),
+    )
+
+
+def endpoints(loaded: Loaded, deployed: set[str]) -> list[registry.Endpoint]:
+    """Where clients connect to what has been deployed (the registry's endpoints)."""
+    return registry.endpoints(loaded.site, loaded.plan, loaded.site_dir, deployed)
+
+
 Reporter = Callable[[Event], None]
 
 
-def up(loaded: Loaded, only: list[str] | None, on_event: Reporter) -> UpResult:
-    """Converge the site: phases whose prerequisites are met run at the same time."""
+def up(
+    loaded: Loaded,
+    only: list[str] | None,
+    on_event: Reporter,
+    prepare: Callable[[Loaded], None],
+) -> UpResult:
+    """Converge the site: phases whose prerequisites are met run at the same time; a failed
+    phase stops only the phases that depend on it.
+
+    `prepare` writes what the executors read (render: inventory, group_vars, secrets, CAs);
+    it runs after every input has been checked and before any host is touched.
+    """
     t0 = time.monotonic()
-    rendered: Rendered = render(loaded.site, loaded.plan, loaded.site_dir)
-    state = rendered.state_dir
-    phases = select_phases(loaded.plan, only, state)
+    chosen = select_phases(loaded.plan, only, loaded.state_dir)
+    check_needs(loaded, chosen)
+    prepare(loaded)
+    state = loaded.state_dir
+    ctx = RunContext(loaded.site, loaded.plan, loaded.site_dir)
     phash = plan_hash(loaded.plan)
     resumed = journal.resume_point(state, phash)
     run_id = journal.new_run_id()
     records: dict[str, journal.PhaseRecord] = {}
-    findings: list[Finding] = []
+    findings: list[dict[str, object]] = []
     failures: list[Failure] = []
-    by_name = {p.name: p for p in phases}
-    pending = [p.name for p in phases]
+    by_name = {p.name: p for p in chosen}
+    pending = [p.name for p in chosen]
+
+    def finish(name: str, status: str, start: float, error: dict[str, str]) -> None:
+        rec = journal.PhaseRecord(
+            run_id, name, status, start, time.time(), plan_hash=phash, error=error
+        )
+        journal.append(state, rec)
+        records[name] = rec
+
     for name in list(pending):
         if name in resumed and name not in ("preflight", "verify"):
-            rec = journal.PhaseRecord(
-                run_id,
-                name,
-                "skipped",
-                time.time(),
-                time.time(),
-                plan_hash=phash,
-                error={"note": "done in the interrupted run; resuming after it"},
-            )
-            journal.append(state, rec)
-            records[name] = rec
+            finish(name, "skipped", time.time(), {"note": "done in the interrupted run"})
             pending.remove(name)
             on_event(Event(name, "phase-skipped", detail="done before; resuming"))
 
     def run_one(phase: Phase) -> PhaseResult:
+        spec = registry.phase(phase.name)
         start = time.time()
         journal.append(
             state, journal.PhaseRecord(run_id, phase.name, "running", start, plan_hash=phash)
         )
         on_event(Event(phase.name, "phase-start"))
         try:
-            if phase.executor == "paramiko":
-                found = run_preflight(loaded.site, loaded.plan, loaded.site_dir, state)
-                findings.extend(found)
-                for f in found:
-                    if f.blocking:
-                        on_event(Event(phase.name, "failed", f.host, f.check, f.detail))
-                fails = tuple(Failure(f.host, f.check, f.detail) for f in found if f.blocking)
-                result = PhaseResult(phase.name, not fails, 0, time.time() - start, {}, fails)
-            elif phase.executor == "testinfra":
-                from hzcloud.verify import run_checks
-
-                checks = run_checks(loaded.plan, state, deployed=set(done_names()))
-                fails = tuple(Failure(c.host, c.name, c.detail) for c in checks if not c.passed)
-                for c in checks:
-                    on_event(
-                        Event(phase.name, "ok" if c.passed else "failed", c.host, c.name, c.detail)
-                    )
-                result = PhaseResult(phase.name, not fails, 0, time.time() - start, {}, fails)
-            else:
-                result = run_ansible(phase.name, state, on_event)
+            if spec.unavailable:
+                raise HzError(spec.unavailable)
+            result = run_phase(spec, ctx, on_event)
         except HzError as exc:
+            message = exc.what + (f": {exc.cause}" if exc.cause else "")
+            on_event(Event(phase.name, "failed", detail=message))
             result = PhaseResult(
-                phase.name,
-                False,
-                0,
-                time.time() - start,
-                {},
-                (Failure("", "", f"{exc.what}: {exc.cause}"),),
+                phase.name, False, 0, time.time() - start, failures=(Failure("", "", message),)
             )
         first = result.failures[0] if result.failures else None
         rec = journal.PhaseRecord(
@@ -181,31 +205,38 @@ def up(loaded: Loaded, only: list[str] | None, on_event: Reporter) -> UpResult:
         on_event(Event(phase.name, "phase-end", detail="ok" if result.ok else "failed"))
         return result
 
-    def done_names() -> list[str]:
-        return [n for n, r in journal.latest(state).items() if r.status in ("ok", "skipped")]
+    def blocked_by(name: str) -> list[str]:
+        deps = [d for d in by_name[name].depends_on if d in by_name]
+        return [d for d in deps if d in records and records[d].status not in DONE]
 
     running: dict[Future[PhaseResult], str] = {}
-    stop = False
     with ThreadPoolExecutor(max_workers=4) as pool:
         while pending or running:
-            if not stop:
-                for name in list(pending):
-                    deps = [d for d in by_name[name].depends_on if d in by_name]
-                    if all(d in records and records[d].status in ("ok", "skipped") for d in deps):
-                        pending.remove(name)
-                        running[pool.submit(run_one, by_name[name])] = name
+            for name in list(pending):
+                blockers = blocked_by(name)
+                if blockers:
+                    pending.remove(name)
+                    note = f"not run: needs {', '.join(blockers)}, which did not complete"
+                    finish(name, "blocked", time.time(), {"note": note})
+                    on_event(Event(name, "phase-blocked", detail=note))
+                    continue
+                deps = [d for d in by_name[name].depends_on if d in by_name]
+                if all(d in records for d in deps):
+                    pending.remove(name)
+                    running[pool.submit(run_one, by_name[name])] = name
             if not running:
+                if pending:  # only blocked phases left: the loop above records them
+                    continue
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in finished:
                 running.pop(fut)
                 result = fut.result()
                 failures.extend(result.failures)
-                if not result.ok:
-                    stop = True  # let running phases finish; start nothing new
+                findings.extend(result.findings)
     return UpResult(
         run_id,
-        tuple(records[p.name] for p in phases if p.name in records),
+        tuple(records[p.name] for p in chosen if p.name in records),
         tuple(findings),
         tuple(failures),
         time.monotonic() - t0,

@@ -126,7 +126,8 @@ class Cloud(_Model):
 
 
 class Bundle(_Model):
-    services: list[BundleService] = list(BundleService)
+    # none unless the site picks them: a bundle phase only where services are listed
+    services: list[BundleService] = []
 
 
 class Site(_Model):

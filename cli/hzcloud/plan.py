@@ -143,68 +143,18 @@ def place_roles(site: Site) -> dict[str, set[Role]]:
 
 
 def plan_phases(site: Site) -> tuple[Phase, ...]:
-    """The phase graph; a disabled service has no phase, and nothing depends on it."""
-    svc = site.services
-    wanted: list[tuple[str, tuple[str, ...], str, str, bool]] = [
-        (
-            "preflight",
-            (),
-            "paramiko",
-            "reachability, OS, resources, clock, ports, free disks",
-            True,
-        ),
-        (
-            "base",
-            ("preflight",),
-            "ansible",
-            "hostnames, hosts, chrony, sysctl, packages, firewall, SSH",
-            True,
-        ),
-        ("storage", ("base",), "ansible", "Ceph mons, mgrs, OSDs, RBD pool, RGW", svc.ceph.enabled),
-        (
-            "data",
-            ("base",),
-            "ansible",
-            "PostgreSQL HA (Patroni, etcd) and Redis HA (Sentinel)",
-            svc.postgres.enabled or svc.redis.enabled,
-        ),
-        (
-            "kubernetes",
-            ("base",),
-            "ansible",
-            "HA Kubernetes servers and agents from the artifacts folder",
-            svc.kubernetes.enabled,
-        ),
-        (
-            "cloud",
-            ("base",),
-            "pulumi",
-            "public-cloud tenant side and site-to-site WireGuard",
-            bool(site.cloud.tenants),
-        ),
-        (
-            "bundle",
-            ("storage", "data", "kubernetes", "cloud"),
-            "pulumi",
-            "clinical services",
-            bool(site.bundle.services),
-        ),
-        (
-            "verify",
-            ("storage", "data", "kubernetes", "cloud", "bundle"),
-            "testinfra",
-            "checks that prove the site works",
-            True,
-        ),
-    ]
-    present = {name for name, _, _, _, on in wanted if on}
+    """The phase graph, from the registry; a phase the site does not want is not in it, and
+    nothing depends on it (a phase left with no prerequisite depends on base)."""
+    from hzcloud.phases import REGISTRY
+
+    present = [p for p in REGISTRY if p.wanted(site)]
+    names = {p.name for p in present}
     phases = []
-    for name, deps, executor, description, on in wanted:
-        if on:
-            kept = tuple(d for d in deps if d in present)
-            if not kept and name not in ("preflight",):
-                kept = ("base",)
-            phases.append(Phase(name, kept, executor, description))
+    for spec in present:
+        kept = tuple(d for d in spec.depends_on if d in names)
+        if not kept and spec.name != "preflight":
+            kept = ("base",)
+        phases.append(Phase(spec.name, kept, spec.executor, spec.description))
     return tuple(phases)
 
 

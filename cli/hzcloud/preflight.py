@@ -12,6 +12,7 @@ from pathlib import Path
 
 import paramiko
 
+from hzcloud import phases
 from hzcloud.model import Site
 from hzcloud.plan import NodePlan, Plan
 from hzcloud.render import ssh_key_path
@@ -23,17 +24,6 @@ MIN_CPUS = 2
 MIN_RAM_MIB = 3800
 MIN_ROOT_FREE_MIB = 4096
 MAX_CLOCK_SKEW_S = 2.0
-
-# The port each role needs, and the processes that may hold it (ours, on a re-run).
-ROLE_PORTS: dict[str, list[tuple[int, tuple[str, ...]]]] = {
-    "etcd": [(2379, ("etcd",)), (2380, ("etcd",))],
-    "postgres": [(5432, ("postgres", "patroni")), (8008, ("patroni", "python3"))],
-    "redis": [(6379, ("redis-server",))],
-    "redis-sentinel": [(26379, ("redis-sentinel", "redis-server"))],
-    "ceph-mon": [(3300, ("ceph-mon",)), (6789, ("ceph-mon",))],
-    "ceph-rgw": [(7480, ("radosgw",))],
-    "k8s-server": [(6443, ("kube-apiserver",)), (2381, ("etcd",)), (2382, ("etcd",))],
-}
 
 
 @dataclass(frozen=True)
@@ -171,11 +161,14 @@ def _check_ports(client: paramiko.SSHClient, node: NodePlan, sudo: str) -> list[
         if text.isdigit():
             listening.setdefault(int(text), proc)
     found = []
+    by_role = phases.role_ports()
     for role in node.roles:
-        for role_port, owners in ROLE_PORTS.get(role, []):
-            port = role_port
+        for spec in by_role.get(role, []):
+            port = spec.single
+            if port is None or not spec.owners:
+                continue
             holder = listening.get(port)
-            ok = holder is None or holder in owners
+            ok = holder is None or holder in spec.owners
             detail = f"{port} free" if holder is None else f"{port} held by {holder}"
             found.append(
                 Finding(

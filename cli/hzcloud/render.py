@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
+from hzcloud import phases
 from hzcloud.model import Role, Site
+from hzcloud.phases.data import redis_master_name
 from hzcloud.pki import ensure_pki, pki_dir
 from hzcloud.plan import Plan
 from hzcloud.resources import resource
@@ -49,13 +52,13 @@ def _context(site: Site, plan: Plan, site_dir: Path, state_dir: Path) -> dict[st
     groups = [(group_name(r), [n.name for n in plan.hosts(r)]) for r in Role]
     time_server = "" if site.networks.ntp else plan.nodes[0].address
     known_hosts_managed = (state_dir / "lab").exists()
-    artifacts = Path(os.path.expanduser(site.artifacts))
     return {
         "site": site,
         "plan": plan,
         "site_dir": str(site_dir),
-        # absolute, as written (a symlink stays a symlink: the lab's points at a shared cache)
-        "artifacts_dir": str(artifacts if artifacts.is_absolute() else site_dir / artifacts),
+        "artifacts_dir": str(phases.artifacts_path(site, site_dir)),
+        "phase_vars": phases.group_vars(),
+        "redis_master_name": redis_master_name(site.hospital.code),
         "site_file": str(site_dir / "site.yaml"),
         "pki_dir": str(pki_dir(site_dir)),
         "pod_subnets": _pod_subnets(site, plan),
@@ -129,6 +132,7 @@ def render(site: Site, plan: Plan, site_dir: Path) -> Rendered:
         autoescape=False,
     )
     env.filters["to_json"] = lambda v: json.dumps(v)
+    env.filters["to_yaml"] = lambda v: yaml.safe_dump(v, default_flow_style=False, sort_keys=False)
     ctx = _context(site, plan, site_dir, state_dir)
     written: list[Path] = []
     unchanged: list[Path] = []

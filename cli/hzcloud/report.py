@@ -7,7 +7,6 @@ import sys
 import threading
 import time
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -16,13 +15,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from hzcloud.errors import HzError, SiteError
-from hzcloud.executors import Event
 from hzcloud.journal import PhaseRecord
-from hzcloud.model import Site
+from hzcloud.outcome import Event, UpResult
 from hzcloud.plan import Plan
 
 if TYPE_CHECKING:
-    from hzcloud.engine import UpResult
+    from hzcloud.engine import DryRun
+    from hzcloud.phases import Endpoint
     from hzcloud.verify import Check
 
 
@@ -125,9 +124,9 @@ class UpProgress:
             elif ev.kind == "phase-end":
                 st.update(status=ev.detail, end=time.monotonic(), now="")
                 line = f"[{ev.phase}] {ev.detail} in {st['end'] - st['start']:.1f}s, {st['changed']} changed"
-            elif ev.kind == "phase-skipped":
-                st.update(status="skipped", end=st["start"])
-                line = f"[{ev.phase}] skipped: {ev.detail}"
+            elif ev.kind in ("phase-skipped", "phase-blocked"):
+                st.update(status=ev.kind.removeprefix("phase-"), end=st["start"])
+                line = f"[{ev.phase}] {st['status']}: {ev.detail}"
             elif ev.kind == "task":
                 st["now"] = ev.task
                 line = f"[{ev.phase}] {ev.task}"
@@ -149,7 +148,48 @@ class UpProgress:
             self.live.stop()
 
 
-def up_summary(result: UpResult, output: Output) -> None:
+def _endpoint_dicts(found: list[Endpoint]) -> list[dict[str, str]]:
+    return [{"name": e.name, "url": e.url, "ca": e.ca} for e in found]
+
+
+def _endpoint_lines(found: list[Endpoint]) -> None:
+    out = console()
+    if not found:
+        return
+    out.print("[bold]endpoints[/]")
+    for e in found:
+        extra = "  ".join(x for x in (f"CA {e.ca}" if e.ca else "", e.note) if x)
+        out.print(f"  {e.name:<15} {escape(e.url)}" + (f"  ({escape(extra)})" if extra else ""))
+
+
+def dry_run(plan: Plan, dry: DryRun, output: Output) -> None:
+    """What `up` would run, what it would miss, what this build cannot run."""
+    if output is Output.json:
+        print_json(
+            {
+                "phases": [{"name": p.name, "depends_on": list(p.depends_on)} for p in dry.phases],
+                "missing": [
+                    {"what": n.what, "path": str(n.path), "fix": n.fix} for n in dry.missing
+                ],
+                "unavailable": [{"name": n, "why": why} for n, why in dry.unavailable],
+            }
+        )
+        return
+    plan_table(plan)
+    out = console()
+    out.print("would run: " + ", ".join(p.name for p in dry.phases))
+    for name, why in dry.unavailable:
+        out.print(f"[yellow]would fail[/] {name}: {escape(why)}")
+    if dry.missing:
+        out.print(
+            f"[yellow]missing[/] ({len(dry.missing)} files; `up` would stop before any host):"
+        )
+        for n in dry.missing:
+            out.print(f"  {escape(n.what)}: {n.path}")
+        out.print(f"  fix: {escape(dry.missing[0].fix)}")
+
+
+def up_summary(result: UpResult, output: Output, found: list[Endpoint]) -> None:
     if output is Output.json:
         print_json(
             {
@@ -166,28 +206,24 @@ def up_summary(result: UpResult, output: Output) -> None:
                     }
                     for r in result.records
                 ],
-                "findings": [
-                    {
-                        "host": f.host,
-                        "check": f.check,
-                        "ok": f.ok,
-                        "blocking": f.blocking,
-                        "detail": f.detail,
-                    }
-                    for f in result.findings
-                    if not f.ok
-                ],
+                "findings": [f for f in result.findings if not f["ok"]],
+                "endpoints": _endpoint_dicts(found),
             }
         )
         return
     out = console()
-    problems = [f for f in result.findings if not f.ok]
+    problems = [f for f in result.findings if not f["ok"]]
     if problems:
         table = Table(title="preflight findings", show_edge=False, pad_edge=False)
         for col in ("host", "check", "blocking", "detail"):
             table.add_column(col)
         for f in problems:
-            table.add_row(f.host, f.check, "yes" if f.blocking else "no", escape(f.detail))
+            table.add_row(
+                str(f["host"]),
+                str(f["check"]),
+                "yes" if f["blocking"] else "no",
+                escape(str(f["detail"])),
+            )
         out.print(table)
     table = Table(show_edge=False, pad_edge=False)
     for col in ("phase", "status", "changed", "seconds"):
@@ -199,9 +235,11 @@ def up_summary(result: UpResult, output: Output) -> None:
     out.print(
         f"{'ok' if result.ok else 'FAILED'}: {total} changed in {result.seconds:.1f}s (run {result.run})"
     )
+    if result.ok:
+        _endpoint_lines(found)
 
 
-def status(records: list[PhaseRecord], output: Output) -> None:
+def status(records: list[PhaseRecord], found: list[Endpoint], output: Output) -> None:
     if output is Output.json:
         print_json(
             {
@@ -216,7 +254,8 @@ def status(records: list[PhaseRecord], output: Output) -> None:
                         "error": r.error or None,
                     }
                     for r in records
-                ]
+                ],
+                "endpoints": _endpoint_dicts(found),
             }
         )
         return
@@ -232,6 +271,7 @@ def status(records: list[PhaseRecord], output: Output) -> None:
         err = " ".join(f"{k}={v}" for k, v in r.error.items()) if r.error else ""
         table.add_row(r.phase, r.status, str(r.changed), f"{r.seconds:.1f}", when, escape(err))
     out.print(table)
+    _endpoint_lines(found)
 
 
 def verify_result(checks: list[Check], output: Output) -> None:
@@ -245,35 +285,3 @@ def verify_result(checks: list[Check], output: Output) -> None:
         out.print(f"{mark} {c.host:<10} {escape(c.name)}: {escape(c.detail)}")
     n = sum(not c.passed for c in checks)
     out.print(f"{len(checks)} checks, {n} failed" if n else f"{len(checks)} checks passed")
-
-
-def endpoints(site: Site, plan: Plan, site_dir: Path, deployed: set[str]) -> None:
-    """Where to connect to what has been deployed, and where the credentials are."""
-    out = console()
-    if not deployed & {"storage", "data", "kubernetes"}:
-        return
-    out.print("[bold]endpoints[/]")
-    pg = plan.hosts("postgres") if "data" in deployed else []
-    if pg:
-        where = (
-            f"{site.networks.postgres_vip}:5432"
-            if site.networks.postgres_vip
-            else ",".join(f"{n.address}:5432" for n in pg) + " (target_session_attrs=read-write)"
-        )
-        out.print(f"  PostgreSQL   postgresql://postgres@{where}/postgres  (TLS)")
-    sentinels = plan.hosts("redis-sentinel") if "data" in deployed else []
-    if sentinels:
-        out.print(
-            f"  Redis        Sentinel {', '.join(f'{n.address}:26379' for n in sentinels)}"
-            f"  master {site.hospital.code}-redis"
-        )
-    for n in plan.hosts("ceph-rgw") if "storage" in deployed else []:
-        out.print(f"  S3 (RGW)     http://{n.address}:7480")
-    mons = plan.hosts("ceph-mon") if "storage" in deployed else []
-    if mons:
-        out.print(f"  Ceph         mons {', '.join(n.address for n in mons)}")
-    k8s = plan.hosts("k8s-server") if "kubernetes" in deployed else []
-    if k8s:
-        api = site.networks.kubernetes_vip or k8s[0].address
-        out.print(f"  Kubernetes   https://{api}:6443  kubeconfig {site_dir / 'kubeconfig'}")
-    out.print(f"credentials: {site_dir / 'secrets.yaml'} (0600); Ceph keys in {site_dir / 'ceph'}/")

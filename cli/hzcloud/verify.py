@@ -11,39 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hzcloud import phases
+from hzcloud.phases.data import SENTINEL_PORT, redis_master_name
+from hzcloud.phases.storage import RGW_PORT
 from hzcloud.plan import NodePlan, Plan
-
-# Which deployed phase owns a role: a role is only checked once its phase has completed.
-ROLE_PHASE = {
-    "etcd": "data",
-    "postgres": "data",
-    "redis": "data",
-    "redis-sentinel": "data",
-    "ceph-mon": "storage",
-    "ceph-mgr": "storage",
-    "ceph-osd": "storage",
-    "ceph-rgw": "storage",
-    "k8s-server": "kubernetes",
-    "k8s-agent": "kubernetes",
-    "gateway": "cloud",
-}
-
-# Services that must be running and enabled per role (Debian unit names).
-ROLE_SERVICES = {
-    "etcd": ["etcd"],
-    "postgres": ["patroni"],
-    "redis": ["redis-server"],
-    "redis-sentinel": ["redis-sentinel"],
-}
-
-ROLE_PORTS = {
-    "etcd": [2379, 2380],
-    "postgres": [5432, 8008],
-    "redis": [6379],
-    "redis-sentinel": [26379],
-    "ceph-mon": [3300, 6789],
-    "ceph-rgw": [7480],
-}
 
 
 @dataclass(frozen=True)
@@ -85,9 +56,10 @@ def _node_checks(host: Any, node: NodePlan, plan: Plan, deployed: set[str]) -> l
             "unknown",
         )
         add("clock in sync", tracking.rc == 0 and leap == "Normal", f"chrony leap status {leap}")
-    roles = [r for r in node.roles if ROLE_PHASE.get(r) in deployed]
+    role_phase = phases.role_phase()
+    roles = [r for r in node.roles if role_phase.get(r) in deployed]
     for role in roles:
-        for unit in ROLE_SERVICES.get(role, []):
+        for unit in phases.role_services().get(role, ()):
             svc = host.service(unit)
             add(
                 f"{unit} running and enabled",
@@ -100,13 +72,17 @@ def _node_checks(host: Any, node: NodePlan, plan: Plan, deployed: set[str]) -> l
         parts = line.split()
         if len(parts) >= 4 and parts[3].rsplit(":", 1)[-1].isdigit():
             ports.add(int(parts[3].rsplit(":", 1)[-1]))
-    for role, role_ports in ROLE_PORTS.items():
-        if ROLE_PHASE[role] not in deployed:
+    role_ports = {
+        role: [p.single for p in listed if p.owners and p.single is not None]
+        for role, listed in phases.role_ports().items()
+    }
+    for role, numbers in role_ports.items():
+        if role_phase.get(role) not in deployed:
             continue
         planned = role in node.roles
-        for port in role_ports:
+        for port in numbers:
             # a port listens exactly where the plan put its role
-            shared = any(port in ROLE_PORTS.get(r, []) for r in node.roles if r != role)
+            shared = any(port in role_ports.get(r, []) for r in node.roles if r != role)
             if shared:
                 continue
             add(
@@ -131,8 +107,10 @@ def _cluster_checks(
     if "data" in deployed and plan.hosts("redis-sentinel"):
         first = plan.hosts("redis-sentinel")[0].name
         pw = shlex.quote(secrets.get("redis_password", ""))
-        master = f"{plan.site}-redis"
-        res = hosts[first].run(f"REDISCLI_AUTH={pw} redis-cli -p 26379 sentinel ckquorum {master}")
+        master = redis_master_name(plan.site)
+        res = hosts[first].run(
+            f"REDISCLI_AUTH={pw} redis-cli -p {SENTINEL_PORT} sentinel ckquorum {master}"
+        )
         out.append(
             Check(
                 "sentinel quorum",
@@ -186,14 +164,15 @@ def _cluster_checks(
         for node in plan.hosts("ceph-rgw"):
             res = hosts[node.name].run(
                 "python3 -c 'import urllib.request;"
-                'print(urllib.request.urlopen("http://127.0.0.1:7480",timeout=5).status)\''
+                f'print(urllib.request.urlopen("http://127.0.0.1:{RGW_PORT}",timeout=5).status)\''
             )
             out.append(
                 Check(
                     "S3 endpoint answers",
                     node.name,
                     res.stdout.strip() == "200",
-                    f"http://{node.address}:7480 -> {res.stdout.strip() or res.stderr.strip()[:100]}",
+                    f"http://{node.address}:{RGW_PORT} -> "
+                    + (res.stdout.strip() or res.stderr.strip()[:100]),
                 )
             )
     return out
@@ -217,7 +196,7 @@ def _ceph_health(status: dict[str, Any]) -> str:
 
 def _redis_replicas_check(host: Any, name: str, master: str, pw: str, plan: Plan) -> Check:
     """Every other Redis host is a replica of the primary the Sentinels name, its link up."""
-    res = host.run(f"REDISCLI_AUTH={pw} redis-cli -p 26379 sentinel replicas {master}")
+    res = host.run(f"REDISCLI_AUTH={pw} redis-cli -p {SENTINEL_PORT} sentinel replicas {master}")
     # redis-cli prints one field per line off a terminal: name, value, ...; each replica starts
     # with its "name" field.
     lines = res.stdout.splitlines()

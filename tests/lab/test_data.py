@@ -110,7 +110,9 @@ def _pg_connect(site: Path, **kw: Any) -> Any:
 def _leader(site: Path) -> str:
     """The Patroni leader, from the DCS (patronictl answers on any member, even a stopped one)."""
     for node in hosts_with(site, "postgres"):
-        res = hzrun.node_run(site, node["name"], "patronictl -c /etc/patroni/config.yml list -f json")
+        res = hzrun.node_run(
+            site, node["name"], "patronictl -c /etc/patroni/config.yml list -f json"
+        )
         try:
             members = json.loads(res.stdout)
         except ValueError:

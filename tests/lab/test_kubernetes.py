@@ -26,9 +26,9 @@ import hzrun
 import pytest
 import yaml
 
-from hzcloud.executors import PhaseResult
+from hzcloud.executors.pulumi import load_stack_module, outputs, run_pulumi
 from hzcloud.model import load_site
-from hzcloud.pulumi_exec import load_stack_module, outputs, run_pulumi
+from hzcloud.outcome import PhaseResult
 from hzcloud.secrets import read_secrets
 
 pytestmark = pytest.mark.lab

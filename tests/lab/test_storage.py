@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hzcloud.executors import PhaseResult, run_ansible
+from hzcloud.executors.ansible import run_ansible
+from hzcloud.outcome import PhaseResult
 
 pytestmark = pytest.mark.lab
 

@@ -26,7 +26,7 @@ class Mocks(pulumi.runtime.Mocks):
 MOCKS = Mocks()
 pulumi.runtime.set_mocks(MOCKS, preview=False)
 
-from hzcloud.pulumi_exec import load_stack_module  # noqa: E402
+from hzcloud.executors.pulumi import load_stack_module  # noqa: E402
 
 echo = load_stack_module("echo")
 

@@ -86,8 +86,8 @@ def test_plan_text(hz: Hz, lab_dir: Path) -> None:
     for name in (f"lab-0{i}" for i in range(1, 9)):
         assert name in out
     assert (
-        "  bundle      pulumi    clinical services (after storage, data, kubernetes, cloud)\n"
-        in out
+        "  platform    pulumi    hzcloud's own workloads on the cluster (the echo canary), "
+        "through Pulumi (after kubernetes)\n" in out
     )
     assert out.index("preflight") < out.index("verify")
 

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from hzcloud import engine as engine_module
 from hzcloud import journal
-from hzcloud.engine import load, select_phases
+from hzcloud import phases as registry
+from hzcloud.engine import dry_run, load, select_phases, up
 from hzcloud.errors import UsageError
+from hzcloud.outcome import PhaseResult
 from hzcloud.resources import resource
 
 
@@ -88,8 +91,62 @@ def test_unknown_phase_is_bad_input(lab_site: Path) -> None:
     assert "unknown phase dta" in err.value.what and "preflight" in err.value.fix
 
 
-def test_a_phase_this_build_cannot_run_is_refused_before_anything_runs(lab_site: Path) -> None:
+def test_dry_run_lists_what_is_missing_and_unavailable_and_writes_nothing(lab_site: Path) -> None:
+    site_yaml = (lab_site / "site.yaml").read_text()
+    with (lab_site / "site.yaml").open("a") as fh:
+        fh.write("bundle:\n  services: [patient-index]\n")
+    (lab_site / "artifacts").mkdir()  # there, but empty: each file is named
     loaded = load(lab_site)
+    before = sorted(p.name for p in lab_site.iterdir())
+    dry = dry_run(loaded, None)
+    assert [p.name for p in dry.phases][-2:] == ["bundle", "verify"]
+    assert [n for n, _ in dry.unavailable] == ["bundle"]
+    missing = {n.path.relative_to(lab_site).as_posix() for n in dry.missing}
+    assert {"artifacts/bin/kubelet", "artifacts/bin/pulumi"} <= missing
+    assert "scripts/build-artifacts" in dry.missing[0].fix
+    assert sorted(p.name for p in lab_site.iterdir()) == before == ["artifacts", "site.yaml"]
+    assert site_yaml in (lab_site / "site.yaml").read_text()
+
+
+def test_missing_artifacts_stop_up_before_anything_is_written(lab_site: Path) -> None:
+    loaded = load(lab_site)
+    prepared: list[str] = []
     with pytest.raises(UsageError) as err:
-        select_phases(loaded.plan, None, lab_site / "state")
-    assert "phase cloud" in err.value.what and "--only preflight,base" in err.value.fix
+        up(loaded, None, lambda _e: None, prepare=lambda _l: prepared.append("render"))
+    assert (
+        err.value.what == f"{lab_site / 'artifacts'} is missing (Kubernetes: the artifacts folder)"
+    )
+    assert "scripts/build-artifacts" in err.value.fix
+    assert prepared == []
+    assert sorted(p.name for p in lab_site.iterdir()) == ["site.yaml"]
+
+
+def test_an_unavailable_phase_fails_alone_and_the_rest_of_the_graph_runs(
+    lab_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cloud is not in this build: it fails; everything not depending on it completes."""
+    with (lab_site / "site.yaml").open("a") as fh:
+        fh.write(
+            "cloud:\n  tenants:\n    - {name: dr, provider: lab, region: r, "
+            "endpoint: 10.78.0.2, subnet: 10.78.0.0/24}\n"
+        )
+    loaded = load(lab_site)
+    ran: list[str] = []
+
+    def fake_run(phase: registry.Phase, ctx: object, on_event: object) -> PhaseResult:
+        ran.append(phase.name)  # stands in for the executors: no host here
+        return PhaseResult(phase.name, True, 0, 0.0)
+
+    monkeypatch.setattr(engine_module, "run_phase", fake_run)
+    monkeypatch.setattr(engine_module, "check_needs", lambda _l, _c: None)
+    result = up(loaded, None, lambda _e: None, prepare=lambda _l: None)
+    status = {r.phase: r.status for r in result.records}
+    assert status["cloud"] == "failed"
+    assert "not available yet" in result.failures[0].message
+    assert status["verify"] == "blocked"  # it depends on cloud
+    assert {"preflight", "base", "storage", "data", "kubernetes", "platform"} <= set(ran)
+    assert all(status[n] == "ok" for n in ran)
+    assert not result.ok
+    latest = journal.latest(lab_site / "state")
+    assert latest["cloud"].error["message"].startswith("not available yet")
+    assert latest["verify"].status == "blocked"

@@ -106,7 +106,9 @@ def role_paths(variables: dict[str, Any]) -> dict[str, set[str]]:
                 candidates = [
                     raw.replace("{{ item }}", str(i))
                     if not isinstance(i, dict)
-                    else _resolve(raw.replace("item.", "item_"), {f"item_{k}": v for k, v in i.items()})
+                    else _resolve(
+                        raw.replace("item.", "item_"), {f"item_{k}": v for k, v in i.items()}
+                    )
                     for i in loop
                 ]
             for candidate in candidates:

@@ -40,7 +40,7 @@ def test_the_examples_are_valid() -> None:
     lab, sample = load_site(LAB_SITE), load_site(SAMPLE_SITE)
     assert [s.name for s in lab.servers] == [f"lab-0{i}" for i in range(1, 9)]
     assert lab.servers[7].roles == [Role.GATEWAY]
-    assert lab.cloud.tenants[0].subnet == IPv4Network("10.78.0.0/24")
+    assert lab.cloud.tenants == [] and lab.bundle.services == []  # phases not in this build
     assert sample.ssh.user == "hzadmin"
     assert sample.networks.ntp == ["10.20.0.1"]
     assert len(sample.storage_servers) == 4
@@ -64,13 +64,7 @@ def test_defaults_fill_everything_optional() -> None:
     assert site.services.postgres.version == 15
     assert site.services.kubernetes.version == "v1.37.2"
     assert site.cloud.tenants == []
-    assert [str(s) for s in site.bundle.services] == [
-        "patient-index",
-        "codes",
-        "records",
-        "orders",
-        "imaging",
-    ]
+    assert site.bundle.services == []  # a bundle phase only where services are listed
 
 
 def test_the_site_is_frozen() -> None:

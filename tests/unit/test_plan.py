@@ -18,7 +18,17 @@ LAB = ROOT / "inventories" / "lab" / "site.yaml"
 SAMPLE = ROOT / "inventories" / "sample-hospital" / "site.yaml"
 
 VOCABULARY = {str(r) for r in Role}
-ALL_PHASES = ("preflight", "base", "storage", "data", "kubernetes", "cloud", "bundle", "verify")
+ALL_PHASES = (
+    "preflight",
+    "base",
+    "storage",
+    "data",
+    "kubernetes",
+    "platform",
+    "cloud",
+    "bundle",
+    "verify",
+)
 
 
 def members(plan: Plan, role: Role) -> set[str]:
@@ -37,15 +47,27 @@ LAB_PLACEMENT = {
     "lab-08": ("ceph-rgw", "k8s-server", "gateway"),
 }
 
+# The sample hospital: every service, a tenant and the bundle.
 FULL_PHASES = [
     ("preflight", ()),
     ("base", ("preflight",)),
     ("storage", ("base",)),
     ("data", ("base",)),
     ("kubernetes", ("base",)),
+    ("platform", ("kubernetes",)),
     ("cloud", ("base",)),
     ("bundle", ("storage", "data", "kubernetes", "cloud")),
-    ("verify", ("storage", "data", "kubernetes", "cloud", "bundle")),
+    ("verify", ("storage", "data", "kubernetes", "platform", "cloud", "bundle")),
+]
+# The lab: no tenant and no bundle yet (their phases are not in this build).
+LAB_PHASES = [
+    ("preflight", ()),
+    ("base", ("preflight",)),
+    ("storage", ("base",)),
+    ("data", ("base",)),
+    ("kubernetes", ("base",)),
+    ("platform", ("kubernetes",)),
+    ("verify", ("storage", "data", "kubernetes", "platform")),
 ]
 
 
@@ -54,7 +76,7 @@ def test_lab_placement() -> None:
     assert {n.name: n.roles for n in plan.nodes} == LAB_PLACEMENT
     assert [n.address for n in plan.nodes] == [f"10.77.0.{i}" for i in range(11, 19)]
     assert [n.disks for n in plan.nodes] == [("/dev/vdb",)] * 4 + [()] * 4
-    assert [(p.name, p.depends_on) for p in plan.phases] == FULL_PHASES
+    assert [(p.name, p.depends_on) for p in plan.phases] == LAB_PHASES
     assert (plan.site, plan.hospital) == ("lab", "Lab General Hospital")
 
 
@@ -70,6 +92,7 @@ def test_sample_hospital_has_the_lab_shape() -> None:
         "ansible",
         "ansible",
         "ansible",
+        "pulumi",
         "pulumi",
         "pulumi",
         "testinfra",
@@ -88,14 +111,16 @@ def test_disabled_services_have_no_roles_and_no_phases() -> None:
     data["services"]["ceph"]["enabled"] = False
     data["services"]["redis"]["enabled"] = False
     data["cloud"]["tenants"] = []
+    data["bundle"]["services"] = ["patient-index"]
     plan = plan_site(Site.model_validate(data))
     assert [(p.name, p.depends_on) for p in plan.phases] == [
         ("preflight", ()),
         ("base", ("preflight",)),
         ("data", ("base",)),
         ("kubernetes", ("base",)),
+        ("platform", ("kubernetes",)),
         ("bundle", ("data", "kubernetes")),
-        ("verify", ("data", "kubernetes", "bundle")),
+        ("verify", ("data", "kubernetes", "platform", "bundle")),
     ]
     roles = {r for n in plan.nodes for r in n.roles}
     assert roles == {"etcd", "postgres", "k8s-server", "k8s-agent", "gateway"}
@@ -268,6 +293,7 @@ def check_disabled_services_have_no_role_and_no_phase(site: Site, plan: Plan) ->
         "storage": svc.ceph.enabled,
         "data": svc.postgres.enabled or svc.redis.enabled,
         "kubernetes": svc.kubernetes.enabled,
+        "platform": svc.kubernetes.enabled,
         "cloud": bool(site.cloud.tenants),
         "bundle": bool(site.bundle.services),
         "verify": True,

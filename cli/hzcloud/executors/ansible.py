@@ -1,4 +1,4 @@
-"""Executors: run one phase, stream its events, return its result. Only they touch hosts."""
+"""The Ansible executor: a phase's playbook through ansible-runner, its events as progress."""
 
 from __future__ import annotations
 
@@ -6,44 +6,16 @@ import os
 import queue
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hzcloud.errors import HzError
+from hzcloud.executors import RunContext
+from hzcloud.outcome import Event, Failure, OnEvent, PhaseResult
 from hzcloud.resources import resource
 
-
-@dataclass(frozen=True)
-class Event:
-    """Progress of a phase: a task started or finished on a host."""
-
-    phase: str
-    kind: str  # task | ok | changed | failed | unreachable | skipped | message
-    host: str = ""
-    task: str = ""
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Failure:
-    host: str
-    task: str
-    message: str
-
-
-@dataclass(frozen=True)
-class PhaseResult:
-    phase: str
-    ok: bool
-    changed: int
-    seconds: float
-    hosts: dict[str, dict[str, int]] = field(default_factory=dict)
-    failures: tuple[Failure, ...] = ()
-
-
-OnEvent = Callable[[Event], None]
+if TYPE_CHECKING:
+    from hzcloud.phases import Phase
 
 
 def playbook_for(phase: str) -> Path:
@@ -59,13 +31,23 @@ def _message(res: dict[str, Any]) -> str:
     return "failed"
 
 
+def run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
+    """The executor: the phase's playbook on every host of the rendered inventory."""
+    return run_ansible(phase.playbook or phase.name, ctx.state_dir, on_event, name=phase.name)
+
+
 def run_ansible(
-    phase: str, state_dir: Path, on_event: OnEvent, limit: str | None = None
+    playbook_name: str,
+    state_dir: Path,
+    on_event: OnEvent,
+    limit: str | None = None,
+    name: str = "",
 ) -> PhaseResult:
-    """Run playbooks/<phase>.yml through ansible-runner against the rendered inventory."""
+    """Run playbooks/<playbook_name>.yml through ansible-runner against the rendered inventory."""
+    phase = name or playbook_name
     import ansible_runner  # imported here: it is slow to import and not needed by plan/validate
 
-    playbook = playbook_for(phase)
+    playbook = playbook_for(playbook_name)
     if not playbook.exists():
         raise HzError(
             f"phase {phase} has no playbook ({playbook})",

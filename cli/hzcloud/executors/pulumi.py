@@ -1,4 +1,9 @@
-"""The Pulumi executor: Automation API, a local file backend in state/pulumi, inline programs."""
+"""The Pulumi executor: Automation API, a local file backend in state/pulumi, inline programs.
+
+One stack per phase per site: project `hzcloud-<phase>`, stack `<site code>`, its state in
+<site>/state/pulumi, encrypted with the site's pulumi_passphrase (secrets.yaml); the engine and
+its plugins come from the site's artifacts folder (an air-gapped site downloads nothing).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,40 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hzcloud.errors import HzError
-from hzcloud.executors import Event, Failure, OnEvent, PhaseResult
+from hzcloud.executors import RunContext
+from hzcloud.outcome import Event, Failure, OnEvent, PhaseResult
 from hzcloud.resources import resource
 
+if TYPE_CHECKING:
+    from hzcloud.phases import Phase
+
 PULUMI_BINARIES = ("pulumi", "pulumi-resource-kubernetes")
+
+
+def project_of(phase: str) -> str:
+    return f"hzcloud-{phase}"
+
+
+def run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
+    """The executor: `up` of the phase's inline program as the site's stack of its project."""
+    from hzcloud.phases import artifacts_path
+    from hzcloud.secrets import read_secrets
+
+    if phase.program is None:
+        raise HzError(f"phase {phase.name} has no Pulumi program", "a bug in its module", "")
+    return run_pulumi(
+        phase.name,
+        ctx.state_dir,
+        project_of(phase.name),
+        ctx.plan.site,
+        phase.program(ctx.site, ctx.plan, ctx.site_dir),
+        on_event,
+        artifacts_path(ctx.site, ctx.site_dir),
+        read_secrets(ctx.site_dir)["pulumi_passphrase"],
+    )
 
 
 def load_stack_module(name: str) -> ModuleType:
