@@ -1,10 +1,11 @@
-"""Benchmark: the kubernetes phase on the lab, then the echo stack through the Automation API.
+"""Benchmark: the kubernetes phase on the lab, then the platform phase (the echo canary, Pulumi).
 
     python benchmarks/kubernetes.py [--site /path/to/site] [--no-apply] [--keep] [--json]
 
-Runs the kubernetes playbook (as `hzcloud up` does) and again converged, then `up` of
-stacks/echo.py (namespace, deployment of the echo image, service), a request to the service's
-ClusterIP from a node, a second `up` (no changes) and `destroy`; prints each time.
+Runs the kubernetes playbook (as `hzcloud up` does) and again converged, then the platform
+phase's stack (namespace, deployment of the echo image, service) from nothing, a request to the
+service's ClusterIP from a node, a second `up` (no changes); `destroy` last unless --keep (then
+`hzcloud up --only platform` brings it back); prints each time.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import Any
 
 import yaml
 
-from hzcloud.executors import run_ansible
-from hzcloud.executors.pulumi import load_stack_module, outputs, run_pulumi
+from hzcloud import engine
+from hzcloud import phases as registry
+from hzcloud.executors.ansible import run_ansible
+from hzcloud.executors.pulumi import outputs, project_of, run_pulumi
 from hzcloud.model import load_site
 from hzcloud.secrets import read_secrets
 
-PROJECT, STACK = "hzcloud-echo", "lab"
+PROJECT = project_of("platform")
 
 
 def on(
@@ -38,18 +41,18 @@ def on(
 
 
 def echo_stack(site: Path, action: str) -> Any:
-    """Run `action` of the echo stack with the site's admin kubeconfig; the PhaseResult."""
-    echo = load_stack_module("echo")
-    kubeconfig = (site / "kubeconfig").read_text()
-    artifacts = site / load_site(site).artifacts
+    """Run `action` of the platform phase's stack, as `hzcloud up` runs it; the PhaseResult."""
+    loaded = engine.load(site)
+    phase = registry.phase("platform")
+    assert phase.program is not None
     return run_pulumi(
-        "echo",
+        "platform",
         site / "state",
         PROJECT,
-        STACK,
-        lambda: echo.program(echo.EchoArgs(kubeconfig=kubeconfig)),
+        loaded.plan.site,
+        phase.program(loaded.site, loaded.plan, loaded.site_dir),
         lambda _e: None,
-        artifacts,
+        site / loaded.site.artifacts,
         read_secrets(site)["pulumi_passphrase"],
         action=action,
     )
@@ -88,6 +91,7 @@ def main() -> None:
     first = yaml.safe_load((site / "state" / "inventory.yml").read_text())["all"]
     server = next(iter(first["children"]["k8s_server"]["hosts"]))
     agent = next(iter(first["children"]["k8s_agent"]["hosts"] or {server: None}))
+    echo_stack(site, "destroy")  # from nothing (the platform phase of `up` may have made it)
     for label, action in (("pulumi_up", "up"), ("pulumi_up_again", "up")):
         result = echo_stack(site, action)
         if not result.ok:
@@ -97,7 +101,8 @@ def main() -> None:
         if label == "pulumi_up":
             artifacts = site / load_site(site).artifacts
             passphrase = read_secrets(site)["pulumi_passphrase"]
-            address = outputs(site / "state", PROJECT, STACK, artifacts, passphrase)["cluster_ip"]
+            stack = engine.load(site).plan.site
+            address = outputs(site / "state", PROJECT, stack, artifacts, passphrase)["cluster_ip"]
             t0 = time.monotonic()
             times["answer"] = echo_answer(site, agent, address)
             times["answer_s"] = round(time.monotonic() - t0, 1)
@@ -105,6 +110,7 @@ def main() -> None:
         result = echo_stack(site, "destroy")
         times["pulumi_destroy_s"] = round(result.seconds, 1)
         times["pulumi_destroy_changed"] = result.changed
+        echo_stack(site, "up")  # the site as `up` left it
     if args.json:
         print(json.dumps(times, indent=2))
     else:

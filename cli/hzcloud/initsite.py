@@ -8,8 +8,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
-
 from hzcloud.errors import HzError, Problem, SiteError
 from hzcloud.model import SITE_FILE, Site, parse_site
 from hzcloud.resources import resource
@@ -90,6 +88,8 @@ def guess_vips(management: str, taken: list[str]) -> tuple[str, str]:
 
 
 def site_text(answers: SiteAnswers) -> str:
+    import jinja2  # here: `plan` and `validate` never need it
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource("templates") / "site")),
         undefined=jinja2.StrictUndefined,

@@ -15,18 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-    load_pem_private_key,
-)
-from cryptography.x509.oid import NameOID
-
 from hzcloud.errors import HzError
 
 PKI_DIR = "pki"
@@ -59,6 +47,9 @@ def ca_cert_path(site_dir: Path, ca: Authority = SITE_CA) -> Path:
 
 def fingerprint(cert_path: Path) -> str:
     """SHA-256 of the certificate (DER), as `openssl x509 -fingerprint -sha256` prints it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(Encoding.DER)
     digest = hashlib.sha256(der).hexdigest().upper()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
@@ -89,6 +80,13 @@ def _damaged(path: Path, cause: str) -> HzError:
 
 def check_authority(crt: Path, key: Path) -> None:
     """The pair is there, the key is the certificate's, and the certificate is a valid CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_private_key,
+    )
+
     for path in (crt, key):
         if not path.is_file():
             other = key if path == crt else crt
@@ -119,6 +117,16 @@ def check_authority(crt: Path, key: Path) -> None:
 
 
 def _make_authority(crt: Path, key: Path, common_name: str) -> list[Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+    from cryptography.x509.oid import NameOID
+
     private = ec.generate_private_key(ec.SECP256R1())
     public = private.public_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])

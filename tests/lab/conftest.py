@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import hzrun
 import pytest
 
 from hzcloud import lab
+from hzcloud.model import load_site
 
 
 def _missing_prerequisite() -> str | None:
@@ -70,3 +72,34 @@ def converged_site(lab_site: Path) -> dict[str, Any]:
     data["wall_seconds"] = time.monotonic() - t0
     data["site"] = str(lab_site)
     return data
+
+
+@pytest.fixture(scope="session")
+def site_artifacts(lab_site: Path) -> Path:
+    """The site's artifacts folder: HZCLOUD_ARTIFACTS (linked into the site), built if needed.
+
+    The build runs under the same lock as scripts/test's background build, so this waits for
+    that one and then finds everything up to date (seconds).
+    """
+    wanted = os.environ.get("HZCLOUD_ARTIFACTS")
+    folder = lab_site / load_site(lab_site).artifacts
+    if not wanted:
+        if not (folder / "manifest.json").exists():
+            if os.environ.get("CI"):
+                pytest.fail(f"no artifacts in {folder}: CI must set HZCLOUD_ARTIFACTS")
+            pytest.skip(f"no artifacts in {folder}: set HZCLOUD_ARTIFACTS (scripts/test does)")
+        return folder
+    if not folder.exists():
+        folder.symlink_to(wanted)
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    build = f'{scripts}/build-artifacts "$0" && {scripts}/build-images "$0"'
+    t0 = time.monotonic()
+    res = subprocess.run(
+        ["flock", f"{wanted}.lock", "sh", "-c", build, wanted],
+        capture_output=True,
+        text=True,
+        timeout=3 * 3600,
+    )
+    assert res.returncode == 0, f"building the artifacts failed:\n{res.stderr[-3000:]}"
+    print(f"\nartifacts ready after waiting {time.monotonic() - t0:.0f} s")
+    return folder

@@ -1,4 +1,5 @@
-"""The kubernetes phase for real on the lab, then the echo stack through the Automation API.
+"""The kubernetes phase for real on the lab, then the platform phase (the echo canary, through
+Pulumi's Automation API inside `hzcloud up`).
 
 Needs a lab whose plan has the kubernetes phase and an artifacts folder: HZCLOUD_ARTIFACTS
 (scripts/test sets it and starts its build) is linked into the site and built if needed
@@ -7,8 +8,8 @@ Needs a lab whose plan has the kubernetes phase and an artifacts folder: HZCLOUD
     HZCLOUD_LAB_SITE=/work/lab-kube HZCLOUD_LAB_PHASES=preflight,base HZCLOUD_LAB_KEEP=1 \
         pytest -m lab tests/lab/test_kubernetes.py
 
-The module fixture runs `hzcloud up --only kubernetes` after the session's `converged_site`,
-unless HZCLOUD_LAB_PHASES already has kubernetes.
+The module fixture runs `hzcloud up --only kubernetes,platform` after the session's
+`converged_site`, unless HZCLOUD_LAB_PHASES already has them (in CI test_site.py ran them).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ import hzrun
 import pytest
 import yaml
 
-from hzcloud.executors.pulumi import load_stack_module, outputs, run_pulumi
+from hzcloud import engine
+from hzcloud import phases as registry
+from hzcloud.executors.pulumi import outputs, run_pulumi
 from hzcloud.model import load_site
 from hzcloud.outcome import PhaseResult
 from hzcloud.secrets import read_secrets
@@ -34,52 +36,26 @@ from hzcloud.secrets import read_secrets
 pytestmark = pytest.mark.lab
 
 HZ = [sys.executable, "-m", "hzcloud"]
-PROJECT, STACK = "hzcloud-echo", "lab-test"
+PROJECT = (
+    "hzcloud-platform"  # the platform phase's stack: project hzcloud-<phase>, stack = site code
+)
 # as in conftest.py: the phases the session's `converged_site` ran
 LAB_PHASES = os.environ.get("HZCLOUD_LAB_PHASES", "preflight,base,storage,data")
 
 
 def up_kubernetes(site: Path) -> dict[str, Any]:
-    return hzrun.up_json(site, "kubernetes")[1]
+    return hzrun.up_json(site, "kubernetes,platform")[1]
 
 
 @pytest.fixture(scope="module")
-def kube_site(converged_site: dict[str, Any]) -> dict[str, Any]:
-    """The lab with the kubernetes phase converged; the JSON of the run that did it."""
+def kube_site(converged_site: dict[str, Any], site_artifacts: Path) -> dict[str, Any]:
+    """The lab with the kubernetes and platform phases converged; the JSON of that run."""
     site = Path(converged_site["site"])
-    _ensure_artifacts(site)
-    if "kubernetes" in LAB_PHASES.split(","):
-        return converged_site
     if "kubernetes" not in {p["name"] for p in json.loads(_hz("plan", str(site)))["phases"]}:
         pytest.skip("this lab's site has Kubernetes switched off")
     data = up_kubernetes(site)
     data["site"] = str(site)
     return data
-
-
-def _ensure_artifacts(site: Path) -> None:
-    """The site's artifacts folder: HZCLOUD_ARTIFACTS (linked into the site), built if needed.
-
-    The build runs under the same lock as scripts/test's background build, so this waits for
-    that one and then finds everything up to date (seconds).
-    """
-    wanted = os.environ.get("HZCLOUD_ARTIFACTS")
-    folder = site / load_site(site).artifacts
-    if not wanted:
-        if not (folder / "manifest.json").exists():
-            pytest.skip(f"no artifacts in {folder}: set HZCLOUD_ARTIFACTS (scripts/test does)")
-        return
-    if not folder.exists():
-        folder.symlink_to(wanted)
-    scripts = Path(__file__).resolve().parents[2] / "scripts"
-    build = f'{scripts}/build-artifacts "$0" && {scripts}/build-images "$0"'
-    res = subprocess.run(
-        ["flock", f"{wanted}.lock", "sh", "-c", build, wanted],
-        capture_output=True,
-        text=True,
-        timeout=3 * 3600,
-    )
-    assert res.returncode == 0, f"building the artifacts failed:\n{res.stderr[-3000:]}"
 
 
 def _hz(*args: str) -> str:
@@ -99,17 +75,19 @@ def kubectl(site: Path, *args: str) -> str:
     ).stdout
 
 
-def echo_stack(site: Path, action: str) -> PhaseResult:
-    echo = load_stack_module("echo")
-    kubeconfig = (site / "kubeconfig").read_text()
+def platform_stack(site: Path, action: str) -> PhaseResult:
+    """The platform phase's own stack, driven directly (destroy, or up after it)."""
+    phase = registry.phase("platform")
+    loaded = engine.load(site)
+    assert phase.program is not None
     return run_pulumi(
-        "echo",
+        "platform",
         site / "state",
         PROJECT,
-        STACK,
-        lambda: echo.program(echo.EchoArgs(kubeconfig=kubeconfig)),
+        loaded.plan.site,
+        phase.program(loaded.site, loaded.plan, loaded.site_dir),
         lambda _e: None,
-        site / load_site(site).artifacts,
+        site / loaded.site.artifacts,
         read_secrets(site)["pulumi_passphrase"],
         action=action,
     )
@@ -147,32 +125,32 @@ def test_every_node_of_the_plan_is_ready(kube_site: dict[str, Any]) -> None:
 
 def test_rerun_changes_nothing(kube_site: dict[str, Any]) -> None:
     data = up_kubernetes(Path(kube_site["site"]))
-    assert [p["changed"] for p in data["phases"]] == [0], data["phases"]
+    assert [(p["name"], p["changed"]) for p in data["phases"]] == [
+        ("kubernetes", 0),
+        ("platform", 0),
+    ], data["phases"]
 
 
 @pytest.fixture(scope="module")
-def echo_up(kube_site: dict[str, Any]) -> Iterator[tuple[Path, PhaseResult]]:
-    """`up` of stacks/echo.py on the lab; destroyed afterwards whatever the tests said."""
-    site = Path(kube_site["site"])
-    result = echo_stack(site, "up")
-    yield site, result
-    echo_stack(site, "destroy")
+def echo_up(kube_site: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The platform phase of that run: the echo canary deployed through `hzcloud up`."""
+    phases = {p["name"]: p for p in kube_site["phases"]}
+    return Path(kube_site["site"]), phases["platform"]
 
 
-def test_echo_stack_comes_up(echo_up: tuple[Path, PhaseResult]) -> None:
-    _, result = echo_up
-    assert result.ok, result.failures
-    assert result.changed >= 5  # component, provider, namespace, deployment, service
+def test_platform_phase_ran_through_up(echo_up: tuple[Path, dict[str, Any]]) -> None:
+    site, platform = echo_up
+    assert platform["status"] == "ok", platform
+    assert (site / "state" / "pulumi" / ".pulumi" / "stacks" / PROJECT).is_dir()
 
 
-def test_echo_service_answers_from_a_node(echo_up: tuple[Path, PhaseResult]) -> None:
-    site, result = echo_up
-    assert result.ok, result.failures
+def test_echo_service_answers_from_a_node(echo_up: tuple[Path, dict[str, Any]]) -> None:
+    site, _ = echo_up
     state = site / "state"
     address = outputs(
         state,
         PROJECT,
-        STACK,
+        engine.load(site).plan.site,
         site / load_site(site).artifacts,
         read_secrets(site)["pulumi_passphrase"],
     )["cluster_ip"]
@@ -194,19 +172,14 @@ def test_echo_service_answers_from_a_node(echo_up: tuple[Path, PhaseResult]) -> 
     assert f"pod/{res.stdout.split()[1]}" in pods, (res.stdout, pods)
 
 
-def test_second_up_changes_nothing(echo_up: tuple[Path, PhaseResult]) -> None:
+def test_destroy_removes_it_all_and_up_brings_it_back(echo_up: tuple[Path, dict[str, Any]]) -> None:
     site, _ = echo_up
-    again = echo_stack(site, "up")
-    assert again.ok, again.failures
-    assert again.changed == 0
-
-
-def test_destroy_removes_it_all(echo_up: tuple[Path, PhaseResult]) -> None:
-    site, _ = echo_up
-    gone = echo_stack(site, "destroy")
+    gone = platform_stack(site, "destroy")
     assert gone.ok, gone.failures
-    assert gone.changed >= 5
+    assert gone.changed >= 5  # component, provider, namespace, deployment, service
     deadline = time.monotonic() + 120
     while "hz-echo" in kubectl(site, "get", "namespaces", "-o", "name"):
         assert time.monotonic() < deadline, "namespace hz-echo still there"
         time.sleep(2)
+    back = hzrun.up_json(site, "platform")[1]["phases"]
+    assert back[0]["status"] == "ok" and back[0]["changed"] >= 5, back
