@@ -14,7 +14,7 @@ from hzcloud import phases as registry
 from hzcloud.errors import HzError, UsageError
 from hzcloud.executors import RunContext, run_phase
 from hzcloud.model import Site, load_site, site_file
-from hzcloud.outcome import Event, Failure, PhaseResult, UpResult
+from hzcloud.outcome import DryRun, Event, Failure, PhaseResult, UpResult
 from hzcloud.plan import Phase, Plan, plan_site
 
 STATE_DIR = "state"
@@ -99,13 +99,6 @@ def check_needs(loaded: Loaded, chosen: list[Phase]) -> None:
             + " come from the artifacts folder; nothing was touched",
             missing[0].fix,
         )
-
-
-@dataclass(frozen=True)
-class DryRun:
-    phases: tuple[Phase, ...]
-    missing: tuple[registry.Need, ...]
-    unavailable: tuple[tuple[str, str], ...]
 
 
 def dry_run(loaded: Loaded, only: list[str] | None) -> DryRun:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hzcloud.journal import PhaseRecord
+
+if TYPE_CHECKING:
+    from hzcloud.phases import Need
+    from hzcloud.plan import Phase
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,12 @@ class UpResult:
     @property
     def ok(self) -> bool:
         return all(r.status in ("ok", "skipped") for r in self.records)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What `up` would run, what it would miss, and what this build cannot run (and why)."""
+
+    phases: tuple[Phase, ...]
+    missing: tuple[Need, ...]
+    unavailable: tuple[tuple[str, str], ...]

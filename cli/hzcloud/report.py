@@ -16,11 +16,10 @@ from rich.table import Table
 
 from hzcloud.errors import HzError, SiteError
 from hzcloud.journal import PhaseRecord
-from hzcloud.outcome import Event, UpResult
+from hzcloud.outcome import DryRun, Event, UpResult
 from hzcloud.plan import Plan
 
 if TYPE_CHECKING:
-    from hzcloud.engine import DryRun
     from hzcloud.phases import Endpoint
     from hzcloud.verify import Check
 

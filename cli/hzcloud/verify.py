@@ -175,6 +175,53 @@ def _cluster_checks(
                     + (res.stdout.strip() or res.stderr.strip()[:100]),
                 )
             )
+    if "kubernetes" in deployed and plan.hosts("k8s-server"):
+        out += _kubernetes_checks(hosts, plan, deployed)
+    return out
+
+
+KUBECTL = "kubectl --kubeconfig=/etc/kubernetes/admin.kubeconfig"
+
+
+def _kubernetes_checks(hosts: dict[str, Any], plan: Plan, deployed: set[str]) -> list[Check]:
+    """Every node of the plan Ready; with the platform phase, the canary answers by its service."""
+    first = plan.hosts("k8s-server")[0].name
+    want = {n.name for n in plan.nodes if {"k8s-server", "k8s-agent"} & set(n.roles)}
+    res = hosts[first].run(f"{KUBECTL} get nodes -o json")
+    try:
+        items = json.loads(res.stdout)["items"]
+        ready = {
+            n["metadata"]["name"]
+            for n in items
+            if any(
+                c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"]
+            )
+        }
+        detail = f"{len(ready & want)} of {len(want)} Ready" + (
+            f"; not Ready: {sorted(want - ready)}" if want - ready else ""
+        )
+        out = [Check("kubernetes nodes Ready", first, want <= ready, detail)]
+    except (ValueError, KeyError, TypeError):
+        out = [Check("kubernetes nodes Ready", first, False, (res.stderr or res.stdout)[:200])]
+    if "platform" in deployed:
+        from hzcloud.phases.platform import CANARY_NAMESPACE
+
+        ip = hosts[first].run(
+            f"{KUBECTL} -n {CANARY_NAMESPACE} get service echo -o jsonpath={{.spec.clusterIP}}"
+        )
+        address = ip.stdout.strip()
+        answer = hosts[first].run(
+            "python3 -c 'import urllib.request as u;"
+            f'print(u.urlopen("http://{address}/", timeout=5).read().decode())\''
+        )
+        out.append(
+            Check(
+                "the echo canary answers by its service",
+                first,
+                bool(address) and answer.stdout.startswith("hzcloud-echo "),
+                f"http://{address}/ -> {(answer.stdout or answer.stderr).strip()[:100]}",
+            )
+        )
     return out
 
 

@@ -63,7 +63,18 @@ PHASE = Phase(
         Port("kube_etcd_client", 2381, "k8s-server", owners=("etcd",)),
         Port("kube_etcd_peer", 2382, "k8s-server", owners=("etcd",)),
     ),
-    services={"k8s-server": ("kubelet", "kube-proxy"), "k8s-agent": ("kubelet", "kube-proxy")},
+    services={
+        "k8s-server": (
+            "containerd",
+            "kube-etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "kube-proxy",
+        ),
+        "k8s-agent": ("containerd", "kubelet", "kube-proxy"),
+    },
     role_vars={
         "hz_kubernetes_server_binaries": list(SERVER_BINARIES),
         "hz_kubernetes_node_binaries": list(NODE_BINARIES),
