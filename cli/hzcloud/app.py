@@ -18,6 +18,8 @@ from hzcloud.initsite import (
 from hzcloud.model import Site, load_site, site_file
 from hzcloud.plan import plan_site
 from hzcloud.report import Output
+from hzcloud.secrets import check_secrets, ensure_secrets
+from hzcloud.siteyaml import access_error
 
 
 class _Group(TyperGroup):
@@ -31,6 +33,12 @@ class _Group(TyperGroup):
                 raise
             report.error(exc)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            refused = access_error(exc)  # a write refused by the file system is bad input
+            if refused is None or ctx.meta.get("hz_debug"):
+                raise
+            report.error(refused)
+            raise typer.Exit(refused.exit_code) from None
 
 
 app = typer.Typer(
@@ -44,6 +52,14 @@ app = typer.Typer(
 
 SiteArg = Annotated[Path, typer.Argument(help="Site folder (or its site.yaml).", show_default=".")]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+NewSecretOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--new-secret",
+        metavar="KEY",
+        help="Make this secret, missing from an existing secrets.yaml, on purpose.",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -87,11 +103,12 @@ def plan(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
 
 
 @app.command("render")
-def render_cmd(site: SiteArg = Path(".")) -> None:
+def render_cmd(site: SiteArg = Path("."), new_secret: NewSecretOpt = None) -> None:
     """Write the plan as Ansible inventory, group_vars and ansible.cfg into state/."""
     from hzcloud.render import render
 
     loaded = engine.load(site)
+    ensure_secrets(loaded.site_dir, new_secret or ())
     result = render(loaded.site, loaded.plan, loaded.site_dir)
     report.console().print(
         f"rendered {result.state_dir}: {len(result.written)} written, "
@@ -175,29 +192,36 @@ def up(
         typer.Option("--dry-run", help="Show what would run and what is missing; write nothing."),
     ] = False,
     output: OutputOpt = Output.text,
+    new_secret: NewSecretOpt = None,
 ) -> None:
     """Converge the site: preflight, then every phase of the plan; resumes after a failure."""
     loaded = engine.load(site)
     if dry_run:
+        check_secrets(loaded.site_dir, new_secret or ())  # reads only: a dry run writes nothing
         report.dry_run(loaded.plan, engine.dry_run(loaded, _phases(only)), output)
         return
-    _up(loaded, only, output)
+    _up(loaded, only, output, tuple(new_secret or ()))
 
 
 def _phases(only: str | None) -> list[str] | None:
     return [p.strip() for p in only.split(",") if p.strip()] if only else None
 
 
-def _render(loaded: engine.Loaded) -> None:
+def _render(loaded: engine.Loaded, new_secrets: tuple[str, ...] = ()) -> None:
     from hzcloud.render import render
 
+    ensure_secrets(loaded.site_dir, new_secrets)
     render(loaded.site, loaded.plan, loaded.site_dir)
 
 
-def _up(loaded: engine.Loaded, only: str | None, output: Output) -> None:
+def _up(
+    loaded: engine.Loaded, only: str | None, output: Output, new_secrets: tuple[str, ...] = ()
+) -> None:
     progress = report.UpProgress(quiet=output is Output.json)
     try:
-        result = engine.up(loaded, _phases(only), progress, prepare=_render)
+        result = engine.up(
+            loaded, _phases(only), progress, prepare=lambda ld: _render(ld, new_secrets)
+        )
     finally:
         progress.close()
     done = engine.done_phases(loaded.state_dir)

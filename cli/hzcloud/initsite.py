@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hzcloud.errors import HzError, Problem, SiteError
+from hzcloud.errors import Problem, SiteError, UsageError
 from hzcloud.model import SITE_FILE, Site, parse_site
 from hzcloud.resources import resource
-from hzcloud.siteyaml import load_yaml, load_yaml_bytes
+from hzcloud.siteyaml import (
+    MAX_BYTES,
+    access_error,
+    load_yaml_bytes,
+    read_in_folder,
+    require_writable,
+)
 
 
 @dataclass(frozen=True)
@@ -122,19 +130,43 @@ def write_site(directory: Path, text: str, force: bool = False) -> Path:
     """Validate, then write directory/site.yaml; refuse to overwrite unless force."""
     check_text(text)
     target: Path = directory / SITE_FILE
-    if target.exists() and not force and target.read_text() != text:
-        raise HzError(
-            f"{target} already exists",
-            "hzcloud init never overwrites a site",
-            "use another folder, or pass --force to replace it",
+    if os.path.lexists(target):
+        same = False
+        with contextlib.suppress(SiteError):  # a link, a pipe, a huge file: never the same site
+            same = read_in_folder(target, MAX_BYTES)[0] == text.encode()
+        if same:
+            return target
+        if not force:
+            raise UsageError(
+                f"{target} already exists",
+                "hzcloud init never overwrites a site",
+                "use another folder, or pass --force to replace it",
+            )
+    require_writable(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # A new file renamed over the old name: a link at that name is replaced, never followed.
+        tmp = directory / f".{SITE_FILE}.{os.getpid()}.tmp"
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
         )
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError as exc:
+        (directory / f".{SITE_FILE}.{os.getpid()}.tmp").unlink(missing_ok=True)
+        refused = access_error(exc)
+        if refused is None:
+            raise
+        raise refused from None
     return target
 
 
 def text_from_file(path: Path) -> str:
     """The text of an existing site.yaml, validated (for `hzcloud init --from`)."""
-    loaded = load_yaml(path)
-    parse_site(loaded, path.name)
-    return path.read_text()
+    raw, _ = read_in_folder(path, MAX_BYTES)
+    parse_site(load_yaml_bytes(raw, path.name), path.name)
+    return raw.decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
@@ -10,7 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
 from hzcloud.errors import Problem, SiteError
 from hzcloud.siteyaml import KeyPath, Loaded, load_yaml
@@ -21,7 +32,34 @@ MAX_SERVERS = 64
 
 Hostname = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
-DevicePath = Annotated[str, StringConstraints(pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
+
+
+def _text_only(value: Any) -> Any:
+    # YAML reads `address: 172818443` as an int, which ipaddress would take as 10.77.0.11:
+    # an address is only ever written as text.
+    if isinstance(value, str | IPv4Address | IPv4Network):
+        return value
+    raise PydanticCustomError(
+        "address_text", "an address or network is written dotted, not as a number"
+    )
+
+
+def _device(value: str) -> str:
+    # /dev/../etc/passwd matches a character pattern; normalised it is not a device.
+    parts = value.split("/")
+    if ".." in parts:
+        raise PydanticCustomError("disk_path", "'..' is not allowed in a disk path")
+    normal = posixpath.normpath(value)
+    if not normal.startswith("/dev/") or normal == "/dev/":
+        raise PydanticCustomError("disk_path", "a disk path names a device under /dev/")
+    return normal
+
+
+DevicePath = Annotated[
+    str, StringConstraints(pattern=r"^/dev/[A-Za-z0-9/_.-]+$"), AfterValidator(_device)
+]
+Address = Annotated[IPv4Address, BeforeValidator(_text_only)]
+Network = Annotated[IPv4Network, BeforeValidator(_text_only)]
 
 
 class Role(StrEnum):
@@ -67,19 +105,19 @@ class Ssh(_Model):
 
 class Server(_Model):
     name: Hostname
-    address: IPv4Address
+    address: Address
     disks: list[DevicePath] = []
     roles: list[Role] = []
 
 
 class Networks(_Model):
-    management: IPv4Network
-    postgres_vip: IPv4Address | None = None
-    kubernetes_vip: IPv4Address | None = None
-    pod_cidr: IPv4Network = IPv4Network("10.42.0.0/16")
-    service_cidr: IPv4Network = IPv4Network("10.43.0.0/16")
+    management: Network
+    postgres_vip: Address | None = None
+    kubernetes_vip: Address | None = None
+    pod_cidr: Network = IPv4Network("10.42.0.0/16")
+    service_cidr: Network = IPv4Network("10.43.0.0/16")
     ntp: list[str] = []
-    dns: list[IPv4Address] = []
+    dns: list[Address] = []
     mirror: AnyHttpUrl | None = None
 
 
@@ -117,8 +155,8 @@ class Tenant(_Model):
     name: Hostname
     provider: Literal["aws", "azure", "gcp", "lab"]
     region: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    endpoint: IPv4Address
-    subnet: IPv4Network
+    endpoint: Address
+    subnet: Network
 
 
 class Cloud(_Model):
@@ -239,6 +277,8 @@ _FIXES = {
     "url_parsing": "write a URL such as http://10.20.0.5:3142",
     "url_scheme": "write an http:// or https:// URL",
     "greater_than_equal": "raise the value",
+    "address_text": "write it dotted, e.g. 10.20.0.11 or 10.20.0.0/24",
+    "disk_path": "write the device path, e.g. /dev/sdb",
     "less_than_equal": "lower the value",
 }
 

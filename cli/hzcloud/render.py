@@ -19,6 +19,7 @@ from hzcloud.pki import ensure_pki, pki_dir
 from hzcloud.plan import Plan
 from hzcloud.resources import resource
 from hzcloud.secrets import SECRETS_FILE, ensure_secrets
+from hzcloud.siteyaml import require_writable
 
 STATE_DIR = "state"
 
@@ -120,6 +121,9 @@ def _write_if_changed(path: Path, text: str) -> bool:
 def render(site: Site, plan: Plan, site_dir: Path) -> Rendered:
     """Write inventory.yml, group_vars/ and ansible.cfg into <site>/state/ (only what changed)."""
     site_dir = site_dir.resolve()
+    # Both refuse (exit 2) before anything is written: a read-only folder, a damaged secrets.yaml.
+    require_writable(site_dir)
+    ensure_secrets(site_dir)
     state_dir = site_dir / STATE_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
     templates = resource("templates") / "state"
@@ -147,7 +151,6 @@ def render(site: Site, plan: Plan, site_dir: Path) -> Rendered:
     if not link.is_symlink() or Path(os.readlink(link)) != target:
         link.unlink(missing_ok=True)
         link.symlink_to(target)
-    ensure_secrets(site_dir)
     ensure_pki(site_dir, site.hospital.name)
     Path(ctx["control_path_dir"]).mkdir(mode=0o700, exist_ok=True)
     known_hosts = state_dir / "known_hosts"

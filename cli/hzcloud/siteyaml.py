@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hzcloud.errors import Problem, SiteError
+from hzcloud.errors import Problem, SiteError, UsageError
 
 MAX_BYTES = 1024 * 1024
 # A 64-server site with every key written out is under 2,000 nodes. Counted while composing,
@@ -18,6 +22,9 @@ MAX_NODES = 10_000
 MAX_DEPTH = 32
 
 KeyPath = tuple[str | int, ...]
+
+# Every key of a site file is a plain word; anything else is never quoted back.
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,10 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], count: list
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise _BadKey(key_node.start_mark.line + 1)
             key = str(key)
+            if not _KEY.fullmatch(key):
+                # not echoed: a file that is not a site file (a password list, say) has keys
+                # that must not be printed
+                raise _BadKey(key_node.start_mark.line + 1)
             if key in out:
                 raise _DuplicateKey(key, key_node.start_mark.line + 1, path)
             lines[(*path, key)] = key_node.start_mark.line + 1
@@ -125,47 +136,163 @@ class _DuplicateKey(Exception):
 _CONSTRUCTOR = yaml.SafeLoader("")
 
 
+def _problem(path: Path | str, what: str, fix: str) -> SiteError:
+    return SiteError([Problem(str(path), None, "", what, fix)])
+
+
+_NOT_FOUND_FIX = "give a site folder holding site.yaml, or create one with `hzcloud init`"
+
+_KINDS = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_in_folder(
+    path: Path, cap: int, *, links: bool = True, kind: str = "a site file"
+) -> tuple[bytes, os.stat_result]:
+    """The bytes of path if it is a regular file inside its folder and at most cap bytes.
+
+    A site file may be a link to another file in the same folder, never out of it: a site
+    folder given by someone else must not make hzcloud read (and quote) /etc/shadow. Nothing is
+    read before the checks: a FIFO would block and /dev/zero never ends. links=False refuses
+    every symbolic link (secrets.yaml).
+    """
+    try:
+        folder = Path(os.path.realpath(path.parent))
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise _problem(path, "file not found", _NOT_FOUND_FIX) from None
+    except OSError as exc:
+        raise _problem(
+            path, f"cannot read: {exc.strerror}", "check the path and its permissions"
+        ) from None
+    target = path
+    if stat.S_ISLNK(st.st_mode):
+        if not links:
+            raise _problem(
+                path,
+                "is a symbolic link; this file must be the file itself",
+                f'replace the link with the file: cp --remove-destination "$(readlink -f {path})" {path}',
+            )
+        target = Path(os.path.realpath(path))
+        if not target.is_relative_to(folder):
+            raise _problem(
+                path,
+                f"is a symbolic link to {target}, outside the site folder {folder}",
+                "keep the site's files inside its folder: put the file itself there, not a link",
+            )
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags)
+    except FileNotFoundError:
+        raise _problem(path, "file not found", _NOT_FOUND_FIX) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _problem(
+                path, "is a symbolic link that loops", "replace the link with the file itself"
+            ) from None
+        if exc.errno == errno.ENXIO:
+            raise _problem(
+                path, "is a socket, not a regular file", "replace it with the file itself"
+            ) from None
+        raise _problem(
+            path, f"cannot read: {exc.strerror}", "check the path and its permissions"
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise _problem(path, "is a folder without site.yaml", _NOT_FOUND_FIX)
+        if not stat.S_ISREG(st.st_mode):
+            what = _KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
+            raise _problem(
+                path,
+                f"is {what}, not a regular file",
+                "make it a regular file: hzcloud never reads pipes or devices",
+            )
+        too_big = _problem(
+            path.name,
+            f"file is {st.st_size} bytes; {kind} is at most {cap} bytes",
+            "check that this is the right file",
+        )
+        if st.st_size > cap:
+            raise too_big
+        chunks: list[bytes] = []
+        size = 0
+        while size <= cap:  # a file that grows while read is cut at cap + 1 and refused
+            chunk = os.read(fd, cap + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > cap:
+            raise too_big
+        return b"".join(chunks), st
+    except OSError as exc:
+        raise _problem(
+            path, f"cannot read: {exc.strerror}", "check the path and its permissions"
+        ) from None
+    finally:
+        os.close(fd)
+
+
 def load_yaml(path: Path) -> Loaded:
     """Read one YAML mapping from path, refusing anything unsafe or not a mapping."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SiteError(
-            [
-                Problem(
-                    str(path),
-                    None,
-                    "",
-                    "file not found",
-                    "give a site folder holding site.yaml, or create one with `hzcloud init`",
-                )
-            ]
-        ) from None
-    except IsADirectoryError:
-        raise SiteError(
-            [
-                Problem(
-                    str(path),
-                    None,
-                    "",
-                    "is a folder without site.yaml",
-                    "give a site folder holding site.yaml, or create one with `hzcloud init`",
-                )
-            ]
-        ) from None
-    except OSError as exc:
-        raise SiteError(
-            [
-                Problem(
-                    str(path),
-                    None,
-                    "",
-                    f"cannot read: {exc.strerror}",
-                    "check the path and its permissions",
-                )
-            ]
-        ) from None
+    raw, _ = read_in_folder(path, MAX_BYTES)
     return load_yaml_bytes(raw, path.name)
+
+
+def writable_problem(path: Path) -> UsageError | None:
+    """Why hzcloud could not write in the folder path, or None; checked before writing anything."""
+    if os.access(path, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return UsageError(
+        f"cannot write in {path}: "
+        + ("the file system is read-only" if read_only else "permission denied"),
+        "hzcloud keeps secrets.yaml and state/ in the site folder; nothing was changed",
+        (
+            f"remount {path} read-write, or copy the site folder to a writable place"
+            if read_only
+            else f"make it writable (chmod u+w {path}), or run as its owner"
+        ),
+    )
+
+
+def require_writable(folder: Path) -> None:
+    """Exit 2 naming the path when folder (or the nearest folder that exists above it), or a
+    folder under its state/, cannot be written."""
+    existing = folder.resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    paths = [existing]
+    state = existing / "state"
+    if state.is_dir() and not state.is_symlink():
+        paths.append(state)
+        for root, dirs, _ in os.walk(state):
+            paths += [Path(root) / d for d in dirs if not (Path(root) / d).is_symlink()]
+    for path in paths:
+        problem = writable_problem(path)
+        if problem is not None:
+            raise problem
+
+
+def access_error(exc: OSError) -> UsageError | None:
+    """A refused write (permissions, read-only file system) as bad input naming the path."""
+    if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    path = exc.filename or "a file of the site"
+    reason = "the file system is read-only" if exc.errno == errno.EROFS else "permission denied"
+    return UsageError(
+        f"cannot write {path}: {reason}",
+        "hzcloud stopped at the first file it could not write",
+        "make the site folder writable for this user, or copy it to a writable place",
+    )
 
 
 def load_yaml_bytes(raw: bytes, name: str) -> Loaded:

@@ -152,8 +152,7 @@ def test_init_non_interactive_without_servers_fails_and_writes_nothing(
     hz: Hz, tmp_path: Path
 ) -> None:
     result = hz("init", str(tmp_path / "x"), "-y", "--name", "X")
-    # Missing flags are bad input; exit 1 today (HzError), see the report on exit 2.
-    assert result.exit_code in (1, 2)
+    assert result.exit_code == 2
     assert result.stderr.startswith("error: missing --server\n")
     assert "fix:   give --name and one --server" in result.stderr
     assert not (tmp_path / "x").exists()
@@ -191,7 +190,7 @@ def test_init_never_overwrites_without_force(hz: Hz, tmp_path: Path) -> None:
     folder = tmp_path / "site"
     assert hz("init", str(folder), "--from", str(SAMPLE_SITE)).exit_code == 0
     result = hz("init", str(folder), "--from", str(LAB_SITE))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == (
         f"error: {folder / 'site.yaml'} already exists\n"
         "  cause: hzcloud init never overwrites a site\n"
