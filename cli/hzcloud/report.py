@@ -281,6 +281,6 @@ def verify_result(checks: list[Check], output: Output) -> None:
     out = console()
     for c in checks:
         mark = "[green]pass[/]" if c.passed else "[red]FAIL[/]"
-        out.print(f"{mark} {c.host:<10} {escape(c.name)}: {escape(c.detail)}")
+        out.print(f"{mark} {escape(c.line())}")
     n = sum(not c.passed for c in checks)
     out.print(f"{len(checks)} checks, {n} failed" if n else f"{len(checks)} checks passed")

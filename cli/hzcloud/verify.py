@@ -6,6 +6,7 @@ import json
 import shlex
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,52 @@ from hzcloud.plan import NodePlan, Plan
 
 @dataclass(frozen=True)
 class Check:
+    """One check on one host: what it expected and what it saw (detail), both plain text."""
+
     name: str
     host: str
     passed: bool
     detail: str
+    expected: str = ""
+
+    @property
+    def seen(self) -> str:
+        return self.detail
+
+    def line(self) -> str:
+        """One readable line: host, check, expected, seen."""
+        if self.passed:
+            return f"{self.host}: {self.name}: {self.detail}"
+        return (
+            f"{self.host}: {self.name}: expected {self.expected or 'to pass'}, seen {self.detail}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "host": self.host, "passed": self.passed, "detail": self.detail}
+        # "name" stays for readers of the first format; "check" is the same value
+        return {
+            "host": self.host,
+            "check": self.name,
+            "name": self.name,
+            "passed": self.passed,
+            "expected": self.expected,
+            "seen": self.detail,
+        }
+
+
+def said(exc: BaseException) -> str:
+    """What a failed remote command said, in words (never a Python repr of testinfra objects)."""
+    arg: Any = exc.args[0] if exc.args else None
+    # testinfra's ssh backend raises RuntimeError(CommandResult) when ssh itself fails
+    if arg is not None and hasattr(arg, "rc") and hasattr(arg, "stderr"):
+        lines = [ln for ln in str(arg.stderr or arg.stdout or "").splitlines() if ln.strip()]
+        return f"exit {arg.rc}: {lines[-1].strip()[:200]}" if lines else f"exit {arg.rc}"
+    # testinfra's run_expect: "Unexpected exit code 4 for CommandResult(backend=<...>, ...)"
+    text = str(exc).split(" for CommandResult(", 1)[0].strip()
+    return (text.splitlines()[0][:200] if text else "") or type(exc).__name__
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) or "none"
 
 
 def host_for(node: NodePlan, state_dir: Path) -> Any:
@@ -37,13 +77,13 @@ def host_for(node: NodePlan, state_dir: Path) -> Any:
 def _node_checks(host: Any, node: NodePlan, plan: Plan, deployed: set[str]) -> list[Check]:
     out: list[Check] = []
 
-    def add(name: str, passed: bool, detail: str) -> None:
-        out.append(Check(name, node.name, passed, detail))
+    def add(name: str, passed: bool, detail: str, expected: str) -> None:
+        out.append(Check(name, node.name, passed, detail, expected))
 
     try:
         host.run("true")
     except Exception as exc:  # testinfra raises backend-specific errors for an unreachable host
-        add("reachable", False, str(exc).splitlines()[0][:200] if str(exc) else "unreachable")
+        add("reachable", False, said(exc), "answers over SSH")
         return out
     if "base" in deployed:
         tracking = host.run("chronyc -n tracking")
@@ -55,16 +95,23 @@ def _node_checks(host: Any, node: NodePlan, plan: Plan, deployed: set[str]) -> l
             ),
             "unknown",
         )
-        add("clock in sync", tracking.rc == 0 and leap == "Normal", f"chrony leap status {leap}")
+        add(
+            "clock in sync",
+            tracking.rc == 0 and leap == "Normal",
+            f"chrony leap status {leap}",
+            "chrony leap status Normal",
+        )
     role_phase = phases.role_phase()
     roles = [r for r in node.roles if role_phase.get(r) in deployed]
     for role in roles:
         for unit in phases.role_services().get(role, ()):
             svc = host.service(unit)
+            running, enabled = svc.is_running, svc.is_enabled
             add(
                 f"{unit} running and enabled",
-                svc.is_running and svc.is_enabled,
-                f"running={svc.is_running} enabled={svc.is_enabled}",
+                running and enabled,
+                f"{'running' if running else 'stopped'} and {'enabled' if enabled else 'disabled'}",
+                "running and enabled",
             )
     ss = host.run("ss -Hltn")
     ports = set()
@@ -88,12 +135,10 @@ def _node_checks(host: Any, node: NodePlan, plan: Plan, deployed: set[str]) -> l
             add(
                 f"port {port} ({role})",
                 (port in ports) == planned,
-                ("listening" if port in ports else "closed")
-                + (
-                    " as planned"
-                    if (port in ports) == planned
-                    else (" but planned" if planned else " but not planned")
-                ),
+                "listening" if port in ports else "closed",
+                f"listening ({role} planned here)"
+                if planned
+                else f"closed ({role} not planned here)",
             )
     return out
 
@@ -116,7 +161,8 @@ def _cluster_checks(
                 "sentinel quorum",
                 first,
                 res.stdout.startswith("OK"),
-                (res.stdout or res.stderr).strip()[:200],
+                (res.stdout or res.stderr).strip()[:200] or f"exit {res.rc}, no output",
+                "OK from sentinel ckquorum",
             )
         )
         if plan.hosts("redis"):
@@ -140,13 +186,16 @@ def _cluster_checks(
             quorum = st.get("quorum_names", [])
             osdmap = st["osdmap"].get("osdmap", st["osdmap"])
             osds = (osdmap["num_osds"], osdmap["num_up_osds"], osdmap["num_in_osds"])
-            out.append(Check("ceph health", first, health.startswith("HEALTH_OK"), health))
+            out.append(
+                Check("ceph health", first, health.startswith("HEALTH_OK"), health, "HEALTH_OK")
+            )
             out.append(
                 Check(
                     "ceph mon quorum",
                     first,
                     len(quorum) == len(plan.hosts("ceph-mon")),
-                    f"in quorum: {quorum}",
+                    f"in quorum: {_names(quorum)}",
+                    f"all {len(plan.hosts('ceph-mon'))} mons in quorum",
                 )
             )
             out.append(
@@ -155,11 +204,18 @@ def _cluster_checks(
                     first,
                     osds[0] > 0 and osds[0] == osds[1] == osds[2],
                     f"{osds[0]} osds, {osds[1]} up, {osds[2]} in",
+                    "every OSD up and in",
                 )
             )
         except (ValueError, KeyError, TypeError):
             out.append(
-                Check("ceph health", first, False, f"no status: {(res.stderr or res.stdout)[:200]}")
+                Check(
+                    "ceph health",
+                    first,
+                    False,
+                    f"no status: {(res.stderr or res.stdout).strip()[:200]}",
+                    "HEALTH_OK",
+                )
             )
         for node in plan.hosts("ceph-rgw"):
             res = hosts[node.name].run(
@@ -172,7 +228,11 @@ def _cluster_checks(
                     node.name,
                     res.stdout.strip() == "200",
                     f"http://{node.address}:{RGW_PORT} -> "
-                    + (res.stdout.strip() or res.stderr.strip()[:100]),
+                    + (
+                        res.stdout.strip()
+                        or (res.stderr.strip().splitlines() or ["no answer"])[-1][:100]
+                    ),
+                    f"HTTP 200 from http://{node.address}:{RGW_PORT}",
                 )
             )
     if "kubernetes" in deployed and plan.hosts("k8s-server"):
@@ -263,12 +323,16 @@ def _redis_replicas_check(host: Any, name: str, master: str, pw: str, plan: Plan
         "redis primary + replicas",
         name,
         res.rc == 0 and len(ok) == want,
-        f"{len(ok)} of {want} replicas linked: {ok}"
+        f"{len(ok)} of {want} replicas linked: {_names(ok)}"
         + (
-            f"; others: {[(r.get('ip'), r.get('flags')) for r in replicas if r.get('ip') not in ok]}"
+            "; others: "
+            + ", ".join(
+                f"{r.get('ip')} ({r.get('flags')})" for r in replicas if r.get("ip") not in ok
+            )
             if len(replicas) > len(ok)
             else ""
         ),
+        f"{want} replicas linked to the primary",
     )
 
 
@@ -289,6 +353,7 @@ def _patroni_checks(hosts: dict[str, Any], plan: Plan) -> list[Check]:
                 first,
                 False,
                 f"patronictl failed: {(res.stderr or res.stdout).strip()[:200]}",
+                f"one leader, {len(members_hosts) - 1} replicas",
             )
         ]
     leaders = [m["Member"] for m in members if m.get("Role") == "Leader"]
@@ -298,7 +363,8 @@ def _patroni_checks(hosts: dict[str, Any], plan: Plan) -> list[Check]:
             "patroni leader + replicas",
             first,
             len(leaders) == 1 and len(replicas) == len(members_hosts) - 1,
-            f"leader {leaders}, replicas {replicas}",
+            f"leader {_names(leaders)}, replicas {_names(replicas)}",
+            f"one leader, {len(members_hosts) - 1} replicas",
         )
     ]
     if len(leaders) == 1 and leaders[0] in hosts:
@@ -311,6 +377,7 @@ def _patroni_checks(hosts: dict[str, Any], plan: Plan) -> list[Check]:
                 leaders[0],
                 n == len(members_hosts) - 1,
                 f"{n} replicas streaming from {leaders[0]}" if n >= 0 else res.stderr.strip()[:200],
+                f"{len(members_hosts) - 1} replicas streaming",
             )
         )
         out.append(_sync_check(hosts[leaders[0]], leaders[0], len(members_hosts) - 1))
@@ -328,9 +395,21 @@ def _sync_check(host: Any, leader: str, replicas: int) -> Check:
     and pg_stat_replication shows it "sync": a commit is acknowledged only once a replica has it."""
     cfg = host.run("patronictl -c /etc/patroni/config.yml show-config")
     if cfg.rc != 0:
-        return Check("synchronous replication on", leader, False, cfg.stderr.strip()[:200])
+        return Check(
+            "synchronous replication on",
+            leader,
+            False,
+            cfg.stderr.strip()[:200],
+            "patronictl show-config answers",
+        )
     if "synchronous_mode: true" not in cfg.stdout.splitlines():
-        return Check("synchronous replication on", leader, True, "synchronous_mode off by the site")
+        return Check(
+            "synchronous replication on",
+            leader,
+            True,
+            "synchronous_mode off by the site",
+            "synchronous_mode as the site says",
+        )
     res = host.run(f"runuser -u postgres -- psql -XAt -F '|' -c {shlex.quote(SYNC_SQL)}")
     names, _, sync = res.stdout.strip().partition("|")
     return Check(
@@ -340,6 +419,7 @@ def _sync_check(host: Any, leader: str, replicas: int) -> Check:
         f"synchronous_standby_names = {names!r}, sync replicas: {sync or 'none'}"
         if res.rc == 0
         else res.stderr.strip()[:200],
+        "a sync standby named and streaming",
     )
 
 
@@ -354,13 +434,26 @@ def run_checks(
     hosts = {n.name: host_for(n, state_dir) for n in plan.nodes}
     with ThreadPoolExecutor(max_workers=min(16, len(plan.nodes))) as pool:
         per_node = list(
-            pool.map(lambda n: _node_checks(hosts[n.name], n, plan, deployed), plan.nodes)
+            pool.map(
+                lambda n: _stopped_or(
+                    n.name, lambda: _node_checks(hosts[n.name], n, plan, deployed)
+                ),
+                plan.nodes,
+            )
         )
     checks = [c for group in per_node for c in group]
     unreachable = {c.host for c in checks if c.name == "reachable"}
     if not unreachable:
-        checks += _cluster_checks(hosts, plan, secrets, deployed)
+        checks += _stopped_or("", lambda: _cluster_checks(hosts, plan, secrets, deployed))
     return checks
+
+
+def _stopped_or(host: str, run: Callable[[], list[Check]]) -> list[Check]:
+    """The checks, or one failed check saying in words why they stopped (a host gone mid-way)."""
+    try:
+        return run()
+    except Exception as exc:  # testinfra raises backend-specific errors for a host that went away
+        return [Check("checks ran to the end", host, False, said(exc), "every check answers")]
 
 
 def write_junit(checks: list[Check], path: Path) -> None:
@@ -372,8 +465,13 @@ def write_junit(checks: list[Check], path: Path) -> None:
     )
     for c in checks:
         case = ET.SubElement(suite, "testcase", classname=c.host or "site", name=c.name)
+        props = ET.SubElement(case, "properties")
+        for key, value in (("host", c.host), ("expected", c.expected), ("seen", c.detail)):
+            ET.SubElement(props, "property", name=key, value=value)
         if not c.passed:
-            ET.SubElement(case, "failure", message=c.detail).text = c.detail
+            ET.SubElement(
+                case, "failure", message=c.line()
+            ).text = f"host: {c.host}\ncheck: {c.name}\nexpected: {c.expected}\nseen: {c.detail}\n"
         else:
             ET.SubElement(case, "system-out").text = c.detail
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
