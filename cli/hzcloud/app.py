@@ -256,9 +256,11 @@ def verify(
     output: OutputOpt = Output.text,
 ) -> None:
     """Check the deployed site over SSH (testinfra): services, ports, quorums, clocks."""
-    from hzcloud.verify import run_checks, write_junit
+    from hzcloud.verify import check_junit_target, run_checks, write_junit
 
     loaded = engine.load(site)
+    if junit:
+        check_junit_target(junit)  # before the checks run, not after
     _render(loaded)
     deployed = engine.done_phases(loaded.state_dir)
     checks = run_checks(loaded.plan, loaded.state_dir, deployed | {"base"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
 import xml.etree.ElementTree as ET
@@ -454,6 +455,24 @@ def _stopped_or(host: str, run: Callable[[], list[Check]]) -> list[Check]:
         return run()
     except Exception as exc:  # testinfra raises backend-specific errors for a host that went away
         return [Check("checks ran to the end", host, False, said(exc), "every check answers")]
+
+
+def check_junit_target(path: Path) -> None:
+    """Exit 2 before any check runs when the JUnit report could not be written to path."""
+    from hzcloud.errors import UsageError
+
+    folder = path.parent.resolve()
+    if path.is_dir():
+        what = f"--junit {path}: is a folder"
+    elif not folder.is_dir():
+        what = f"--junit {path}: the folder {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        what = f"--junit {path}: cannot write there"
+    else:
+        return
+    raise UsageError(what, "nothing was checked", "give a file path in a writable folder")
 
 
 def write_junit(checks: list[Check], path: Path) -> None:

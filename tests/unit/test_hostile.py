@@ -328,7 +328,10 @@ def read_only_error(path: Path) -> str:
     )
 
 
-@pytest.mark.parametrize("command", [["render"], ["up", "--dry-run"], ["up"]])
+@pytest.mark.parametrize(
+    "command",
+    [["render"], ["up", "--dry-run", "--only", "preflight"], ["up", "--only", "preflight"]],
+)
 def test_a_read_only_site_folder_is_bad_input(read_only_site: Path, command: list[str]) -> None:
     before = snapshot(read_only_site.parent)
     code, stdout, stderr = hz_without_write(*command, str(read_only_site))

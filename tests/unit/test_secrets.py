@@ -118,7 +118,15 @@ def test_the_api_makes_then_keeps(site: Path) -> None:
 # Never made anew
 
 
-@pytest.mark.parametrize("command", [["render"], ["up", "--dry-run"], ["up"], ["verify"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["render"],
+        ["up", "--dry-run", "--only", "preflight"],
+        ["up", "--only", "preflight"],
+        ["verify"],
+    ],
+)
 def test_an_empty_file_is_refused_not_refilled(site: Path, hz: Hz, command: list[str]) -> None:
     path = write_secrets(site, "")
     refused(

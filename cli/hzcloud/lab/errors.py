@@ -15,3 +15,9 @@ class LabError(HzError):
         if self.fix:
             lines.append(f"fix:   {self.fix}")
         return "\n".join(lines)
+
+
+class LabUsageError(LabError):
+    """The request names no lab, or no node of it: bad input (exit 2); nothing was touched."""
+
+    exit_code = 2

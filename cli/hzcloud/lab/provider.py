@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hzcloud.lab import image, net, node, proxy
-from hzcloud.lab.errors import LabError
+from hzcloud.lab.errors import LabError, LabUsageError
 from hzcloud.lab.spec import LabSpec, load_spec
 from hzcloud.lab.state import LabState
 from hzcloud.lab.system import (
@@ -140,7 +140,7 @@ def _load(site_dir: Path) -> tuple[_Names, LabState]:
     site = site_dir.resolve()
     site_yaml = site / "site.yaml"
     if not site_yaml.exists():
-        raise LabError(
+        raise LabUsageError(
             f"no lab at {site}",
             cause=f"{site_yaml} does not exist",
             fix=f"hzcloud lab up --site {site_dir}",

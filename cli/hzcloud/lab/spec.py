@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hzcloud.lab.errors import LabError
+from hzcloud.lab.errors import LabUsageError
 from hzcloud.model import load_site
 from hzcloud.plan import plan_site
 
@@ -61,7 +61,7 @@ class LabSpec:
             if server.name == name:
                 return server
         names = ", ".join(s.name for s in self.servers)
-        raise LabError(f"no node named {name!r} in the lab", fix=f"use one of: {names}")
+        raise LabUsageError(f"no node named {name!r} in the lab", fix=f"use one of: {names}")
 
 
 def load_spec(site_yaml: Path) -> LabSpec:
