@@ -1,0 +1,209 @@
+"""Every command: 2 for bad input (and nothing written), 1 for an operation that failed.
+
+The failed operations run for real against servers that refuse connections (127.0.0.x, port 1):
+no lab is needed to see SSH fail. Commands that only read (validate, plan, status) have no
+operation that can fail on its own; their bad input is here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from test_hostile import snapshot
+
+if TYPE_CHECKING:
+    from conftest import Hz
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_SITE = ROOT / "inventories" / "lab" / "site.yaml"
+
+REFUSING_SITE = """\
+hospital: {name: Refusing, code: rf}
+ssh: {port: 1, key: keys/none}
+servers:
+  - {name: rf-01, address: 127.0.0.21, disks: [/dev/vdb]}
+  - {name: rf-02, address: 127.0.0.22, disks: [/dev/vdb]}
+  - {name: rf-03, address: 127.0.0.23, disks: [/dev/vdb]}
+networks: {management: 127.0.0.0/24}
+services: {kubernetes: {enabled: false}}
+bundle: {services: []}
+"""
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    shutil.copy(LAB_SITE, folder / "site.yaml")
+    return folder
+
+
+@pytest.fixture
+def refusing(tmp_path: Path) -> Path:
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client")
+    folder = tmp_path / "rf"
+    folder.mkdir()
+    (folder / "site.yaml").write_text(REFUSING_SITE)
+    return folder
+
+
+def bad_input(hz: Hz, folder: Path, args: list[str], stderr: str) -> None:
+    before = snapshot(folder.parent)
+    result = hz(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == stderr
+    assert "Traceback" not in result.output
+    assert snapshot(folder.parent) == before
+
+
+def missing_site(path: Path) -> str:
+    return (
+        "error: 1 problem in the site files; nothing was changed\n"
+        f"  • {path} file not found\n"
+        "      fix: give a site folder holding site.yaml, or create one with `hzcloud init`\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "render", "status", "verify", "up"])
+def test_a_missing_site_is_bad_input(hz: Hz, tmp_path: Path, command: str) -> None:
+    bad_input(hz, tmp_path / "x", [command, str(tmp_path / "x")], missing_site(tmp_path / "x"))
+
+
+def test_plan_with_an_unknown_output_is_bad_input(hz: Hz, lab: Path) -> None:
+    result = hz("plan", str(lab), "-o", "yaml")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert "'yaml'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("dry_run", [["--dry-run"], []])
+def test_up_with_an_unknown_phase_is_bad_input(hz: Hz, lab: Path, dry_run: list[str]) -> None:
+    bad_input(
+        hz,
+        lab,
+        ["up", str(lab), "--only", "nosuch", *dry_run],
+        "error: unknown phase nosuch\n"
+        "  cause: this site's plan has no such phase (a switched-off service has none)\n"
+        "  fix:   choose from: preflight, base, storage, data, kubernetes, cloud, bundle, verify\n",
+    )
+
+
+def test_up_with_a_phase_before_its_prerequisites_is_bad_input(hz: Hz, lab: Path) -> None:
+    bad_input(
+        hz,
+        lab,
+        ["up", str(lab), "--dry-run", "--only", "kubernetes"],
+        "error: phase kubernetes needs base, which has not completed\n"
+        "  cause: phases run in dependency order\n"
+        "  fix:   run `hzcloud up --only base,kubernetes` or plain `hzcloud up`\n",
+    )
+
+
+def test_verify_with_a_junit_file_in_no_folder_is_bad_input(hz: Hz, lab: Path) -> None:
+    target = lab.parent / "nowhere" / "verify.xml"
+    bad_input(
+        hz,
+        lab,
+        ["verify", str(lab), "--junit", str(target)],
+        f"error: --junit {target}: the folder {target.parent} does not exist\n"
+        "  cause: nothing was checked\n"
+        "  fix:   give a file path in a writable folder\n",
+    )
+
+
+def test_init_over_an_existing_site_is_bad_input(hz: Hz, lab: Path) -> None:
+    bad_input(
+        hz,
+        lab,
+        ["init", str(lab), "--from", str(ROOT / "inventories" / "sample-hospital")],
+        f"error: {lab / 'site.yaml'} already exists\n"
+        "  cause: hzcloud init never overwrites a site\n"
+        "  fix:   use another folder, or pass --force to replace it\n",
+    )
+
+
+def test_init_without_servers_is_bad_input(hz: Hz, tmp_path: Path) -> None:
+    bad_input(
+        hz,
+        tmp_path / "x",
+        ["init", str(tmp_path / "x"), "-y", "--name", "X"],
+        "error: missing --server\n"
+        "  cause: --non-interactive never asks\n"
+        "  fix:   give --name and one --server NAME=ADDRESS[:DISK,...] per server, "
+        "or --from site.yaml\n",
+    )
+
+
+def test_lab_commands_naming_no_lab_are_bad_input(hz: Hz, tmp_path: Path) -> None:
+    for command in (["status"], ["down"]):
+        nowhere = tmp_path / "nowhere"
+        bad_input(
+            hz,
+            nowhere,
+            ["lab", *command, "--site", str(nowhere)],
+            f"error: no lab at {nowhere}\n"
+            f"  cause: {nowhere / 'site.yaml'} does not exist\n"
+            f"  fix:   hzcloud lab up --site {nowhere}\n",
+        )
+
+
+def test_lab_ssh_to_no_such_node_is_bad_input(hz: Hz, lab: Path) -> None:
+    names = ", ".join(f"lab-0{i}" for i in range(1, 9))
+    bad_input(
+        hz,
+        lab,
+        ["lab", "ssh", "nosuch", "--site", str(lab), "--", "true"],
+        f"error: no node named 'nosuch' in the lab\n  fix:   use one of: {names}\n",
+    )
+
+
+# Failed operations: exit 1, the cause in words, the journal says where to resume.
+
+
+def test_up_that_cannot_reach_its_servers_fails_with_1(hz: Hz, refusing: Path) -> None:
+    result = hz("up", str(refusing), "--only", "preflight")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith('error: preflight failed on rf-01 (task "ssh")\n')
+    assert "  cause: cannot reach 127.0.0.21:1" in result.stderr
+    assert f"resumes at preflight (journal: {refusing.resolve() / 'state'}" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_up_json_that_fails_says_so_and_exits_1(hz: Hz, refusing: Path) -> None:
+    result = hz("up", str(refusing), "--only", "preflight", "-o", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False
+    assert [(p["name"], p["status"]) for p in doc["phases"]] == [("preflight", "failed")]
+
+
+def test_init_then_up_that_fails_exits_1_and_keeps_the_site(hz: Hz, tmp_path: Path) -> None:
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client")
+    source = tmp_path / "source.yaml"
+    source.write_text(REFUSING_SITE)
+    folder = tmp_path / "new"
+    result = hz("init", str(folder), "--from", str(source), "--up", "--only", "preflight")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith('error: preflight failed on rf-01 (task "ssh")\n')
+    assert (folder / "site.yaml").read_text() == REFUSING_SITE
+
+
+def test_verify_that_cannot_reach_its_servers_fails_with_1(hz: Hz, refusing: Path) -> None:
+    result = hz("verify", str(refusing))
+    assert result.exit_code == 1
+    assert result.stdout.endswith("3 checks, 3 failed\n")
+    assert "Traceback" not in result.output
+
+
+def test_status_after_a_failed_up_reports_it_and_exits_0(hz: Hz, refusing: Path) -> None:
+    assert hz("up", str(refusing), "--only", "preflight").exit_code == 1
+    result = hz("status", str(refusing), "-o", "json")
+    assert result.exit_code == 0
+    [phase] = json.loads(result.stdout)["phases"]
+    assert (phase["name"], phase["status"]) == ("preflight", "failed")
