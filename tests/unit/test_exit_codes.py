@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 import pytest
 from test_hostile import snapshot
 
+from hzcloud.model import load_site
+from hzcloud.plan import plan_site
+
 if TYPE_CHECKING:
     from conftest import Hz
 
@@ -89,7 +92,7 @@ def test_up_with_an_unknown_phase_is_bad_input(hz: Hz, lab: Path, dry_run: list[
         ["up", str(lab), "--only", "nosuch", *dry_run],
         "error: unknown phase nosuch\n"
         "  cause: this site's plan has no such phase (a switched-off service has none)\n"
-        "  fix:   choose from: preflight, base, storage, data, kubernetes, cloud, bundle, verify\n",
+        f"  fix:   choose from: {', '.join(p.name for p in plan_site(load_site(lab)).phases)}\n",
     )
 
 

@@ -96,7 +96,7 @@ def test_a_new_site_gets_every_secret_private(site: Path, hz: Hz) -> None:
     values = read_secrets(site)
     assert set(values) == set(GENERATED)
     assert len(set(values.values())) == len(GENERATED)
-    assert sorted(p.name for p in site.iterdir()) == ["secrets.yaml", "site.yaml", "state"]
+    assert sorted(p.name for p in site.iterdir()) == ["pki", "secrets.yaml", "site.yaml", "state"]
 
 
 def test_an_existing_file_is_read_as_it_is(site: Path, hz: Hz) -> None:
@@ -166,15 +166,42 @@ def test_new_secret_makes_only_the_keys_named(site: Path, hz: Hz) -> None:
     assert {k: v for k, v in after.items() if k != "redis_password"} == before
     assert len(after["redis_password"]) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert sorted(p.name for p in site.iterdir()) == ["secrets.yaml", "site.yaml", "state"]
+    assert sorted(p.name for p in site.iterdir()) == ["pki", "secrets.yaml", "site.yaml", "state"]
+
+
+REFUSING_SITE = """\
+hospital: {name: Refusing, code: rf}
+ssh: {port: 1, key: keys/none}
+servers:
+  - {name: rf-01, address: 127.0.0.21, disks: [/dev/vdb]}
+  - {name: rf-02, address: 127.0.0.22, disks: [/dev/vdb]}
+  - {name: rf-03, address: 127.0.0.23, disks: [/dev/vdb]}
+networks: {management: 127.0.0.0/24}
+services: {kubernetes: {enabled: false}}
+"""
 
 
 def test_new_secret_on_up(site: Path, hz: Hz) -> None:
-    write_secrets(site, full(pulumi_passphrase=None))
-    result = hz(
-        "up", str(site), "--dry-run", "--only", "preflight", "--new-secret", "pulumi_passphrase"
+    path = write_secrets(site, full(pulumi_passphrase=None))
+    dry = ["up", str(site), "--dry-run", "--only", "preflight"]
+    # a dry run checks the file and writes nothing, flag or not
+    refused(
+        hz,
+        site,
+        dry,
+        problems(
+            f"{path.resolve()} pulumi_passphrase: is missing",
+            f"restore your copy of {path.resolve()}, or pass --new-secret pulumi_passphrase to "
+            "make a new one on purpose (a deployed service still holds the old one)",
+        ),
     )
-    assert result.exit_code == 0, result.output
+    before = snapshot(site)
+    assert hz(*dry, "--new-secret", "pulumi_passphrase").exit_code == 0
+    assert snapshot(site) == before
+    # up makes it before the first phase, even one that then fails (no server answers here)
+    (site / "site.yaml").write_text(REFUSING_SITE)
+    result = hz("up", str(site), "--only", "preflight", "--new-secret", "pulumi_passphrase")
+    assert result.exit_code == 1, result.output
     assert "pulumi_passphrase" in read_secrets(site)
 
 
