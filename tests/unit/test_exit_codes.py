@@ -210,3 +210,13 @@ def test_status_after_a_failed_up_reports_it_and_exits_0(hz: Hz, refusing: Path)
     assert result.exit_code == 0
     [phase] = json.loads(result.stdout)["phases"]
     assert (phase["name"], phase["status"]) == ("preflight", "failed")
+
+
+def test_up_whose_verify_fails_exits_1_with_expected_and_seen(hz: Hz, refusing: Path) -> None:
+    result = hz("up", str(refusing), "--only", "verify")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(
+        'error: verify failed on rf-01 (task "reachable")\n'
+        "  cause: expected answers over SSH, seen exit 255: ssh: connect to host 127.0.0.21 "
+        "port 1: Connection refused\n"
+    )

@@ -20,6 +20,11 @@ def run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
     done = {n for n, r in journal.latest(ctx.state_dir).items() if r.status in ("ok", "skipped")}
     checks = run_checks(ctx.plan, ctx.state_dir, done)
     for c in checks:
-        on_event(Event(phase.name, "ok" if c.passed else "failed", c.host, c.name, c.detail))
-    fails = tuple(Failure(c.host, c.name, c.detail) for c in checks if not c.passed)
+        said = c.detail if c.passed else f"expected {c.expected}, seen {c.detail}"
+        on_event(Event(phase.name, "ok" if c.passed else "failed", c.host, c.name, said))
+    fails = tuple(
+        Failure(c.host, c.name, f"expected {c.expected}, seen {c.detail}")
+        for c in checks
+        if not c.passed
+    )
     return PhaseResult(phase.name, not fails, 0, time.monotonic() - started, failures=fails)
