@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from hzcloud import __version__, engine, report, wizard
 from hzcloud.errors import HzError
 from hzcloud.initsite import (
+    refuse_before_asking,
     text_from_file,
     write_site,
 )
@@ -155,6 +156,8 @@ def init(
     if from_file is not None:
         text = text_from_file(site_file(from_file))
     else:
+        if not non_interactive:
+            refuse_before_asking(directory, force)  # not after the operator typed every answer
         text = wizard.site_text_from(
             wizard.Given(
                 name,

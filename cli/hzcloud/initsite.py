@@ -126,6 +126,18 @@ def check_text(text: str) -> Site:
     return parse_site(load_yaml_bytes(text.encode(), SITE_FILE), SITE_FILE)
 
 
+def refuse_before_asking(directory: Path, force: bool) -> None:
+    """The refusals write_site would give that do not depend on the answers (exit 2)."""
+    target = directory / SITE_FILE
+    if os.path.lexists(target) and not force:
+        raise UsageError(
+            f"{target} already exists",
+            "hzcloud init never overwrites a site",
+            "use another folder, or pass --force to replace it",
+        )
+    require_writable(directory)
+
+
 def write_site(directory: Path, text: str, force: bool = False) -> Path:
     """Validate, then write directory/site.yaml; refuse to overwrite unless force."""
     check_text(text)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,20 @@ def lab_dir(tmp_path: Path) -> Path:
 def sample_dir(tmp_path: Path) -> Path:
     """A site folder holding a copy of the sample hospital's site.yaml."""
     return copy_site(SAMPLE_SITE, tmp_path / "stgeorge")
+
+
+@pytest.fixture
+def read_only_site() -> Iterator[Path]:
+    """A site folder (valid site.yaml, no secrets yet) that the command's user cannot write."""
+    top = Path(tempfile.mkdtemp(prefix="hz-ro-"))  # not under pytest's 0700 folder: nobody reads it
+    try:
+        top.chmod(0o755)
+        folder = top / "site"
+        folder.mkdir()
+        shutil.copy(LAB_SITE, folder / "site.yaml")
+        (folder / "site.yaml").chmod(0o644)
+        folder.chmod(0o555)
+        yield folder
+    finally:
+        (top / "site").chmod(0o755)
+        shutil.rmtree(top)

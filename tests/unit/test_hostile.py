@@ -303,23 +303,6 @@ def hz_without_write(*args: str) -> tuple[int, str, str]:
     return int(code), str(stdout), str(stderr)
 
 
-@pytest.fixture
-def read_only_site() -> Iterator[Path]:
-    """A site folder (valid site.yaml, no secrets yet) that the command's user cannot write."""
-    top = Path(tempfile.mkdtemp(prefix="hz-ro-"))  # not under pytest's 0700 folder: nobody reads it
-    try:
-        top.chmod(0o755)
-        folder = top / "site"
-        folder.mkdir()
-        shutil.copy(LAB_SITE, folder / "site.yaml")
-        (folder / "site.yaml").chmod(0o644)
-        folder.chmod(0o555)
-        yield folder
-    finally:
-        (top / "site").chmod(0o755)
-        shutil.rmtree(top)
-
-
 def read_only_error(path: Path) -> str:
     return (
         f"error: cannot write in {path}: permission denied\n"

@@ -269,3 +269,28 @@ def test_the_wizard_on_a_pseudo_terminal(tmp_path: Path) -> None:
     child.close()
     assert child.exitstatus == 0, child.before
     assert [s.name for s in load_site(folder).servers] == ["p-01", "p-02", "p-03"]
+
+
+@pytest.mark.usefixtures("terminal")
+def test_an_existing_site_is_refused_before_the_first_question(hz: Hz, tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text("hospital: {}\n")
+    result = hz("init", str(tmp_path), input=WIZARD)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: {tmp_path / 'site.yaml'} already exists\n"
+        "  cause: hzcloud init never overwrites a site\n"
+        "  fix:   use another folder, or pass --force to replace it\n"
+    )
+    assert (tmp_path / "site.yaml").read_text() == "hospital: {}\n"
+
+
+@pytest.mark.usefixtures("terminal")
+def test_a_read_only_folder_is_refused_before_the_first_question(read_only_site: Path) -> None:
+    from test_hostile import hz_without_write, read_only_error, snapshot
+
+    before = snapshot(read_only_site.parent)
+    code, stdout, stderr = hz_without_write("init", str(read_only_site / "new"))
+    assert (code, stdout) == (2, "")
+    assert stderr == read_only_error(read_only_site)
+    assert snapshot(read_only_site.parent) == before
