@@ -7,6 +7,7 @@ import ipaddress
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,21 +156,21 @@ def write_site(directory: Path, text: str, force: bool = False) -> Path:
                 "use another folder, or pass --force to replace it",
             )
     require_writable(directory)
+    tmp: Path | None = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        # A new file renamed over the old name: a link at that name is replaced, never followed.
-        tmp = directory / f".{SITE_FILE}.{os.getpid()}.tmp"
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
-        )
-        try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # A new file renamed over the name: a link there is replaced, never written through.
+        fd, name = tempfile.mkstemp(prefix=f".{SITE_FILE}.", suffix=".tmp", dir=directory)
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # safe to commit and to read: no secret in it
+            fh.write(text.encode())
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except OSError as exc:
-        (directory / f".{SITE_FILE}.{os.getpid()}.tmp").unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         refused = access_error(exc)
         if refused is None:
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets as _random
 import stat
+import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -93,27 +94,25 @@ def _load(path: Path) -> dict[str, str]:
 
 
 def _write(path: Path, values: dict[str, str], replace: bool) -> None:
-    """Write values (mode 0600, fsynced); replace=False never overwrites a file made meanwhile."""
+    """Write values (mode 0600, fsynced). replace=False never overwrites a file made meanwhile:
+    it raises FileExistsError."""
     text = HEADER + yaml.safe_dump(dict(sorted(values.items())), default_flow_style=False)
     refused = writable_problem(path.parent)
     if refused is not None:
         raise refused
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
+        # mkstemp: O_EXCL, mode 0600, a name no one else has; never follows a link
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
         try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(text.encode())
+                fh.flush()
+                os.fsync(fh.fileno())
             if replace:
                 os.replace(tmp, path)
             else:
-                os.link(tmp, path)
+                os.link(tmp, path)  # fails if the name exists: a second run's file is kept
         finally:
             tmp.unlink(missing_ok=True)
         dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -122,11 +121,7 @@ def _write(path: Path, values: dict[str, str], replace: bool) -> None:
         finally:
             os.close(dir_fd)
     except FileExistsError:
-        raise UsageError(
-            f"{path} appeared while hzcloud was making it",
-            "another hzcloud run made it at the same time",
-            "run the command again: it reads the file that is there now",
-        ) from None
+        raise
     except OSError as exc:
         refused = access_error(exc)
         if refused is None:
@@ -146,9 +141,13 @@ def _ensure(site_dir: Path, new: Iterable[str], write: bool = True) -> tuple[Pat
         )
     if not os.path.lexists(path):
         values = {n: _new(n) for n in GENERATED}
-        if write:
+        if not write:
+            return path, values
+        try:
             _write(path, values, replace=False)
-        return path, values
+            return path, values
+        except FileExistsError:
+            pass  # another run made it a moment ago: read and check that one, as any other
     current = _load(path)
     already = [k for k in wanted if k in current]
     if already:

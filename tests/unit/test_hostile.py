@@ -148,6 +148,18 @@ def test_a_site_yaml_linked_to_dev_zero_is_never_read(hz: Hz, site: Path) -> Non
     )
 
 
+def test_init_force_replaces_a_link_never_writes_through_it(hz: Hz, site: Path) -> None:
+    target = site.parent / "elsewhere" / "shadow"
+    (site / "site.yaml").symlink_to(target)
+    result = hz("init", str(site), "--from", str(SAMPLE_SITE), "--force")
+    assert result.exit_code == 0, result.output
+    assert target.read_text() == SHADOW
+    assert not (site / "site.yaml").is_symlink()
+    assert (site / "site.yaml").read_text() == SAMPLE_SITE.read_text()
+    assert stat.S_IMODE((site / "site.yaml").stat().st_mode) == 0o644
+    assert sorted(p.name for p in site.iterdir()) == ["site.yaml"]
+
+
 def test_a_link_inside_the_folder_is_followed(hz: Hz, site: Path) -> None:
     shutil.copy(LAB_SITE, site / "lab-v2.yaml")
     (site / "site.yaml").symlink_to("lab-v2.yaml")

@@ -368,3 +368,14 @@ def test_the_api_raises_the_same_errors(site: Path) -> None:
     assert info.value.exit_code == 2
     with pytest.raises(UsageError):
         ensure_secrets(site, ["no_such_secret"])
+
+
+def test_a_file_made_meanwhile_is_kept_not_overwritten(site: Path) -> None:
+    from hzcloud.secrets import _write
+
+    path = write_secrets(site, full(redis_password=PASSWORD))
+    text = path.read_text()
+    with pytest.raises(FileExistsError):
+        _write(path, {k: "other" for k in GENERATED}, replace=False)
+    assert path.read_text() == text
+    assert sorted(p.name for p in site.iterdir()) == ["secrets.yaml", "site.yaml"]
