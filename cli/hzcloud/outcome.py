@@ -68,3 +68,53 @@ class DryRun:
     phases: tuple[Phase, ...]
     missing: tuple[Need, ...]
     unavailable: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check on one host: what it expected and what it saw (detail), both plain text."""
+
+    name: str
+    host: str
+    passed: bool
+    detail: str
+    expected: str = ""
+
+    @property
+    def seen(self) -> str:
+        return self.detail
+
+    def line(self) -> str:
+        """One readable line: host, check, expected, seen."""
+        if self.passed:
+            return f"{self.host}: {self.name}: {self.detail}"
+        return (
+            f"{self.host}: {self.name}: expected {self.expected or 'to pass'}, seen {self.detail}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        # "name" stays for readers of the first format; "check" is the same value
+        return {
+            "host": self.host,
+            "check": self.name,
+            "name": self.name,
+            "passed": self.passed,
+            "expected": self.expected,
+            "seen": self.detail,
+        }
+
+
+def said(exc: BaseException) -> str:
+    """What a failed remote command said, in words (never a Python repr of testinfra objects)."""
+    arg: Any = exc.args[0] if exc.args else None
+    # testinfra's ssh backend raises RuntimeError(CommandResult) when ssh itself fails
+    if arg is not None and hasattr(arg, "rc") and hasattr(arg, "stderr"):
+        lines = [ln for ln in str(arg.stderr or arg.stdout or "").splitlines() if ln.strip()]
+        return f"exit {arg.rc}: {lines[-1].strip()[:200]}" if lines else f"exit {arg.rc}"
+    # testinfra's run_expect: "Unexpected exit code 4 for CommandResult(backend=<...>, ...)"
+    text = str(exc).split(" for CommandResult(", 1)[0].strip()
+    return (text.splitlines()[0][:200] if text else "") or type(exc).__name__
+
+
+def names_of(names: list[str]) -> str:
+    return ", ".join(names) or "none"

@@ -20,8 +20,8 @@ from hzcloud.outcome import DryRun, Event, UpResult
 from hzcloud.plan import Plan
 
 if TYPE_CHECKING:
+    from hzcloud.outcome import Check
     from hzcloud.phases import Endpoint
-    from hzcloud.verify import Check
 
 
 class Output(StrEnum):

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from hzcloud.outcome import said
+from hzcloud.phases.storage import _ceph_health
 from hzcloud.plan import NodePlan, Plan
-from hzcloud.verify import _ceph_health, _node_checks, said
+from hzcloud.verify import _node_checks
 
 if TYPE_CHECKING:
     from conftest import Hz

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from hzcloud.model import Site
+    from hzcloud.outcome import Check
     from hzcloud.plan import Plan
 
 Executor = Literal["paramiko", "ansible", "pulumi", "testinfra"]
@@ -61,6 +62,16 @@ class Need:
 
 
 @dataclass(frozen=True)
+class CheckContext:
+    """What a phase's verify checks get: a testinfra host per node, the plan, the secrets."""
+
+    hosts: dict[str, Any]
+    plan: Plan
+    secrets: dict[str, str]
+    deployed: set[str]
+
+
+@dataclass(frozen=True)
 class Phase:
     """One phase of `hzcloud up`."""
 
@@ -86,6 +97,8 @@ class Phase:
     # why it cannot run in this build ('' when it can)
     unavailable: str = ""
     endpoints: Callable[[Site, Plan, Path], list[Endpoint]] = lambda _s, _p, _d: []
+    # the site-wide checks that prove the phase works (verify runs them once it completed)
+    checks: Callable[[CheckContext], list[Check]] | None = None
 
 
 def _registry() -> tuple[Phase, ...]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hzcloud.phases import Endpoint, Need, Phase, Port, artifact_needs
+from hzcloud.outcome import Check
+from hzcloud.phases import CheckContext, Endpoint, Need, Phase, Port, artifact_needs
 from hzcloud.pki import ca_cert_path
 
 if TYPE_CHECKING:
@@ -49,6 +51,35 @@ def _endpoints(site: Site, plan: Plan, site_dir: Path) -> list[Endpoint]:
     ]
 
 
+KUBECTL = "kubectl --kubeconfig=/etc/kubernetes/admin.kubeconfig"
+
+
+def _checks(ctx: CheckContext) -> list[Check]:
+    """Every node of the plan Ready (kubectl on the first server)."""
+    hosts, plan = ctx.hosts, ctx.plan
+    if not plan.hosts("k8s-server"):
+        return []
+    first = plan.hosts("k8s-server")[0].name
+    want = {n.name for n in plan.nodes if {"k8s-server", "k8s-agent"} & set(n.roles)}
+    res = hosts[first].run(f"{KUBECTL} get nodes -o json")
+    try:
+        items = json.loads(res.stdout)["items"]
+        ready = {
+            n["metadata"]["name"]
+            for n in items
+            if any(
+                c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"]
+            )
+        }
+        detail = f"{len(ready & want)} of {len(want)} Ready" + (
+            f"; not Ready: {sorted(want - ready)}" if want - ready else ""
+        )
+        out = [Check("kubernetes nodes Ready", first, want <= ready, detail)]
+    except (ValueError, KeyError, TypeError):
+        out = [Check("kubernetes nodes Ready", first, False, (res.stderr or res.stdout)[:200])]
+    return out
+
+
 PHASE = Phase(
     name="kubernetes",
     description="HA Kubernetes servers and agents from the artifacts folder",
@@ -84,4 +115,5 @@ PHASE = Phase(
     wanted=lambda site: site.services.kubernetes.enabled,
     needs=_needs,
     endpoints=_endpoints,
+    checks=_checks,
 )

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hzcloud.phases import Need, Phase, artifact_needs
+from hzcloud.outcome import Check
+from hzcloud.phases import CheckContext, Need, Phase, artifact_needs
 
 if TYPE_CHECKING:
     from hzcloud.model import Site
@@ -37,6 +38,34 @@ def _program(site: Site, plan: Plan, site_dir: Path) -> Callable[[], None]:
     return program
 
 
+def _checks(ctx: CheckContext) -> list[Check]:
+    """The canary answers by its service's ClusterIP, asked from the first Kubernetes server."""
+    from hzcloud.phases.kubernetes import KUBECTL
+
+    hosts, plan = ctx.hosts, ctx.plan
+    if not plan.hosts("k8s-server"):
+        return []
+    first = plan.hosts("k8s-server")[0].name
+    out: list[Check] = []
+    ip = hosts[first].run(
+        f"{KUBECTL} -n {CANARY_NAMESPACE} get service echo -o jsonpath={{.spec.clusterIP}}"
+    )
+    address = ip.stdout.strip()
+    answer = hosts[first].run(
+        "python3 -c 'import urllib.request as u;"
+        f'print(u.urlopen("http://{address}/", timeout=5).read().decode())\''
+    )
+    out.append(
+        Check(
+            "the echo canary answers by its service",
+            first,
+            bool(address) and answer.stdout.startswith("hzcloud-echo "),
+            f"http://{address}/ -> {(answer.stdout or answer.stderr).strip()[:100]}",
+        )
+    )
+    return out
+
+
 PHASE = Phase(
     name="platform",
     description="hzcloud's own workloads on the cluster (the echo canary), through Pulumi",
@@ -45,4 +74,5 @@ PHASE = Phase(
     wanted=lambda site: site.services.kubernetes.enabled,
     needs=_needs,
     program=_program,
+    checks=_checks,
 )
