@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import ipaddress
+import json
 import shutil
 import threading
 import time
@@ -14,7 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hzcloud.errors import HzError
 from hzcloud.lab import image, net, node, proxy
+from hzcloud.lab import spec as spec_names
 from hzcloud.lab.errors import LabError, LabUsageError
 from hzcloud.lab.spec import LabSpec, load_spec
 from hzcloud.lab.state import LabState
@@ -75,16 +78,16 @@ class _Names:
 
     @property
     def bridge(self) -> str:
-        return f"hz{self.spec.code[:5]}-mgmt"
+        return spec_names.bridge_name(self.spec.code)
 
     @property
     def cloud_bridge(self) -> str:
-        return f"hz{self.spec.code[:5]}-cloud"
+        return spec_names.cloud_bridge_name(self.spec.code)
 
     @property
     def tenant_netns(self) -> str:
         tenant = self.spec.tenant.name if self.spec.tenant else "cloud"
-        return f"hz{self.spec.code[:5]}-{tenant}"[:15]
+        return spec_names.tenant_netns_name(self.spec.code, tenant)
 
     @property
     def tenant_veth(self) -> str:
@@ -157,8 +160,47 @@ def _cloud_address(spec: LabSpec) -> str | None:
     return f"{subnet.network_address + host}/{subnet.prefixlen}"
 
 
+CLAIM_FILE = "claim.json"
+
+
+def _claim_at(workdir: Path) -> spec_names.LabClaim | None:
+    """What another lab holds, from its work folder (or its site, for a lab made before claims)."""
+    try:
+        return spec_names.LabClaim.from_dict(json.loads((workdir / CLAIM_FILE).read_text()))
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        site = Path((workdir / "site").read_text().strip())
+        return spec_names.claim_of(site, load_spec(site / "site.yaml"))
+    except (OSError, HzError):
+        return None  # its site is gone: only its links (by owner, below) can still be in the way
+
+
+def _refuse_clashes(names: _Names, emit: OnEvent) -> None:
+    """Refuse a lab that would share a name or a network with a running one; clear stopped ones."""
+    mine = spec_names.claim_of(names.site, names.spec)
+    for workdir in sorted(WORK_ROOT.glob("*/site")):
+        workdir = workdir.parent
+        theirs = _claim_at(workdir)
+        if workdir == names.workdir or theirs is None:
+            continue
+        reasons = spec_names.clashes(mine, theirs)
+        if not reasons:
+            continue
+        if find_pids(f"{workdir}/"):
+            raise spec_names.clash_error(mine, theirs, reasons)
+        emit(
+            LabEvent(
+                "lab", f"removing the remains of a stopped lab from {theirs.site}", level="warning"
+            )
+        )
+        tenant = (theirs.netns, theirs.netns)  # the tenant's veth is named like its namespace
+        _teardown(workdir, list(theirs.machines), {}, None, list(theirs.links), tenant, emit)
+
+
 def _reclaim(names: _Names, state: LabState, emit: OnEvent) -> None:
     """Take the bridges back from a lab that is gone but left its links and mounts behind."""
+    _refuse_clashes(names, emit)
     if state.get("bridge") == names.bridge or not link_exists(names.bridge):
         return
     owners = [p.parent for p in WORK_ROOT.glob("*/site") if p.parent != names.workdir]
@@ -219,6 +261,8 @@ def _up(site_dir: Path, on_event: OnEvent | None) -> LabResult:
     _reclaim(names, state, emit)
     names.workdir.mkdir(parents=True, exist_ok=True)
     (names.workdir / "site").write_text(f"{site}\n")
+    claim = spec_names.claim_of(site, names.spec).to_dict()
+    (names.workdir / CLAIM_FILE).write_text(json.dumps(claim, indent=2) + "\n")
     state.set("workdir", str(names.workdir))
 
     changed |= _ensure_keys(names, emit)
