@@ -233,7 +233,9 @@ def load_fleet(path: Path) -> Fleet:
                 )
             )
     plans = {folder: plan_site(site) for folder, site, _ in sites}
-    waves = _waves(spec.policy, [e.folder for e in entries], here, problems)
+    folders = list(dict.fromkeys(e.folder for e in entries))
+    waves = _waves(spec.policy, folders, here, problems)
+    missing: dict[tuple[KeyPath, str], list[str]] = {}
     for w in waves:
         for folder in w.sites:
             plan = plans.get(folder)
@@ -242,13 +244,18 @@ def load_fleet(path: Path) -> Fleet:
             names = [p.name for p in plan.phases]
             for phase in w.phases:
                 if phase not in names:
-                    problems.append(
-                        here.problem(
-                            _phases_key(spec.policy, w.number),
-                            f"phase {phase} is not in the plan of site {folder}",
-                            f"choose from: {', '.join(names)} (a switched-off service has no phase)",
-                        )
+                    missing.setdefault((_phases_key(spec.policy, w.number), phase), []).append(
+                        folder
                     )
+    for (key, phase), folders in missing.items():
+        names = [p.name for p in plans[folders[0]].phases]
+        problems.append(
+            here.problem(
+                key,
+                f"phase {phase} is not in the plan of site {', '.join(folders)}",
+                f"choose from: {', '.join(names)} (a switched-off service has no phase)",
+            )
+        )
     if problems:
         raise SiteError(problems)
     wave_of = {folder: w for w in waves for folder in w.sites}
