@@ -205,7 +205,12 @@ def load_fleet(path: Path) -> Fleet:
     try:
         spec = FleetFile.model_validate(loaded.data)
     except ValidationError as exc:
-        raise SiteError([_fleet_field_problem(err, loaded, name) for err in exc.errors()]) from None
+        found: list[Problem] = []
+        for err in exc.errors():
+            problem = _fleet_field_problem(err, loaded, name)
+            if problem is not None and problem not in found:
+                found.append(problem)
+        raise SiteError(found) from None
     base = file.parent
     problems: list[Problem] = []
     entries = [SiteEntry(folder=e) if isinstance(e, str) else e for e in spec.sites]
@@ -291,10 +296,20 @@ _FLEET_FIXES = {
 }
 
 
-def _fleet_field_problem(err: Any, loaded: Loaded, name: str) -> Problem:
+def _fleet_field_problem(err: Any, loaded: Loaded, name: str) -> Problem | None:
     loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
-    # A site entry is a folder name or a mapping: pydantic reports both tries; name the mapping.
-    loc = tuple(p for p in loc if p not in ("str", "SiteEntry"))
+    if len(loc) >= 3 and loc[0] == "sites" and loc[2] in ("str", "SiteEntry"):
+        # A site entry is a folder name or a mapping: pydantic reports both tries.
+        given = err.get("input")
+        if loc[2] == "str" and isinstance(given, dict):
+            return None  # a mapping: its own problems say what is wrong
+        if not isinstance(given, dict | str):
+            return _Where(name, loaded).problem(
+                loc[:2],
+                f"expected a site folder or a mapping with folder: (got {given!r})",
+                "write `- FOLDER`, or `- {folder: FOLDER, template: FILE, values: {...}}`",
+            )
+        loc = loc[:2] + loc[3:]
     err = {**err, "loc": loc}
     problem = _field_problem(err, loaded, name)
     if err["type"] == "value_error":

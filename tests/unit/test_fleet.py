@@ -312,3 +312,25 @@ def test_a_failed_canary_holds_the_rest(fleet_dir: Path, hz: Hz) -> None:
     assert "not started: flb, flc" in result.stderr
     log = fleet_dir / "state" / "logs" / "fla.log"
     assert "--only base" in log.read_text()
+
+
+def test_site_entries_and_policy_values(tmp_path: Path) -> None:
+    (tmp_path / "fleet.yaml").write_text(
+        "fleet: x\n"
+        "sites:\n"
+        "  - {folder: a, tmpl: t.yaml}\n"
+        "  - 3\n"
+        "policy:\n"
+        "  waves: [{canary: 0}]\n"
+        "  parallel: many\n"
+    )
+    assert problems(tmp_path) == [
+        "fleet.yaml:3 sites[0].tmpl: unknown key "
+        "(fix: remove it, or check its spelling against inventories/lab-fleet/fleet.yaml)",
+        "fleet.yaml:4 sites[1]: expected a site folder or a mapping with folder: (got 3) "
+        "(fix: write `- FOLDER`, or `- {folder: FOLDER, template: FILE, values: {...}}`)",
+        "fleet.yaml:6 policy.waves[0].canary: Input should be greater than or equal to 1 (got 0) "
+        "(fix: raise the value)",
+        "fleet.yaml:7 policy.parallel: Input should be a valid integer, unable to parse string "
+        "as an integer (got 'many') (fix: write a whole number)",
+    ]
