@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import subprocess
 import sys
@@ -287,8 +286,10 @@ def load_fleet(path: Path) -> Fleet:
 
 
 def plan_digest(plan: Plan) -> str:
-    """The digest `hzcloud up` writes into the journal (engine.plan_hash): same plan, same digest."""
-    return hashlib.sha256(plan.to_json().encode()).hexdigest()[:16]
+    """The digest `hzcloud up` writes into the journal: what was done counts for this plan only."""
+    from hzcloud.engine import plan_hash
+
+    return plan_hash(plan)
 
 
 _FLEET_FIXES = {
