@@ -70,6 +70,9 @@ class _Names:
 
     site: Path
     spec: LabSpec
+    # The bridges and tenant namespace a running lab was made with, when they differ from
+    # today's names (made before names carried a digest): kept until its `lab down`.
+    recorded: tuple[str, str, str] = ("", "", "")
 
     @property
     def workdir(self) -> Path:
@@ -78,16 +81,16 @@ class _Names:
 
     @property
     def bridge(self) -> str:
-        return spec_names.bridge_name(self.spec.code)
+        return self.recorded[0] or spec_names.bridge_name(self.spec.code)
 
     @property
     def cloud_bridge(self) -> str:
-        return spec_names.cloud_bridge_name(self.spec.code)
+        return self.recorded[1] or spec_names.cloud_bridge_name(self.spec.code)
 
     @property
     def tenant_netns(self) -> str:
         tenant = self.spec.tenant.name if self.spec.tenant else "cloud"
-        return spec_names.tenant_netns_name(self.spec.code, tenant)
+        return self.recorded[2] or spec_names.tenant_netns_name(self.spec.code, tenant)
 
     @property
     def tenant_veth(self) -> str:
@@ -148,7 +151,14 @@ def _load(site_dir: Path) -> tuple[_Names, LabState]:
             cause=f"{site_yaml} does not exist",
             fix=f"hzcloud lab up --site {site_dir}",
         )
-    return _Names(site, load_spec(site_yaml)), LabState(site / "state" / "lab" / "lab.json")
+    names = _Names(site, load_spec(site_yaml))
+    state = LabState(site / "state" / "lab" / "lab.json")
+    bridge = state.get("bridge")
+    if bridge and bridge != names.bridge and net.owner_of(bridge) == str(names.workdir):
+        tenant = state.get("tenant") or {}
+        recorded = (bridge, state.get("cloud_bridge") or "", tenant.get("netns") or "")
+        names = _Names(site, names.spec, recorded)
+    return names, state
 
 
 def _cloud_address(spec: LabSpec) -> str | None:
