@@ -15,7 +15,8 @@ from hzcloud import lab
 from hzcloud.report import Output, console, print_json
 
 app = typer.Typer(
-    help="The eight-node lab on this host (systemd-nspawn): up, down, status, ssh.",
+    help="The eight-node lab on this host (systemd-nspawn): up, down, status, ssh;"
+    " kill, cut, heal for failure drills.",
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -99,8 +100,39 @@ def status(site: SiteOpt = Path("lab"), output: OutputOpt = Output.text) -> None
         return
     out = console()
     for n in result.nodes:
-        colour = "green" if n.state == "running" else "red"
+        colour = {"running": "green", "cut": "yellow"}.get(n.state, "red")
         out.print(f"{n.name:<10} {n.address:<15} [{colour}]{n.state}[/]")
+
+
+NodeArg = Annotated[str, typer.Argument(help="Node name, e.g. lab-05.")]
+
+
+@app.command()
+def kill(node: NodeArg, site: SiteOpt = Path("lab"), output: OutputOpt = Output.text) -> None:
+    """Cut a node's power: it vanishes without a word to its peers; `lab up` boots it again."""
+    result = lab.kill(site, node, _printer(output))
+    if output is Output.json:
+        _result_json(result)
+
+
+@app.command()
+def cut(node: NodeArg, site: SiteOpt = Path("lab"), output: OutputOpt = Output.text) -> None:
+    """Cut a node off the network (a partition): it keeps running; `lab heal` undoes it."""
+    result = lab.cut(site, node, _printer(output))
+    if output is Output.json:
+        _result_json(result)
+
+
+@app.command()
+def heal(
+    node: Annotated[str | None, typer.Argument(help="Node name; every node when left out.")] = None,
+    site: SiteOpt = Path("lab"),
+    output: OutputOpt = Output.text,
+) -> None:
+    """Put nodes cut off by `lab cut` back on the network."""
+    result = lab.heal(site, node, _printer(output))
+    if output is Output.json:
+        _result_json(result)
 
 
 @app.command()

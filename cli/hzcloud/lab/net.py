@@ -86,3 +86,29 @@ def delete_tenant(netns: str, veth: str, owner: str | None) -> bool:
         run(["ip", "netns", "del", netns], check=False)
         changed = True
     return delete_link(veth, None) or changed
+
+
+# Bridge port states (linux/if_bridge.h): a disabled port passes no frame either way.
+PORT_DISABLED = 0
+PORT_FORWARDING = 3
+
+
+def port_state(link: str) -> int | None:
+    """The bridge port state of a host-side link; None when it is on no bridge (or gone)."""
+    try:
+        return int(Path(f"/sys/class/net/{link}/brport/state").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def set_port_state(link: str, state: int) -> bool:
+    """Set a bridge port's state (the link stays up, so the node sees no carrier change); changed?
+
+    A disabled port drops every frame in and out, the host's own included: a switch port that
+    died. The node's link keeps its carrier, so systemd-networkd keeps its addresses and the
+    services in it go on as if the network had gone quiet: a partition, not an unplugged cable.
+    """
+    if port_state(link) == state:
+        return False
+    run(["bridge", "link", "set", "dev", link, "state", str(state)])
+    return True

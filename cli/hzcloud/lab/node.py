@@ -315,6 +315,28 @@ def container_init(pid: int) -> int | None:
     return None
 
 
+def host_link(pid: int) -> str | None:
+    """The host side of the node's management veth (its bridge port), found from the node.
+
+    nspawn names it `vb-<machine>` but shortens long names; the peer index of the node's `host0`
+    is the host's ifindex of that link, whatever its name.
+    """
+    init = container_init(pid)
+    if init is None:
+        return None
+    try:
+        index = Path(f"/proc/{init}/root/sys/class/net/host0/iflink").read_text().strip()
+    except OSError:
+        return None
+    for link in Path("/sys/class/net").iterdir():
+        try:
+            if (link / "ifindex").read_text().strip() == index:
+                return link.name
+        except OSError:
+            continue
+    return None
+
+
 def stop(pid: int | None, needle: str, timeout: float = 10) -> bool:
     """Pull the node's plug: SIGKILL its init ends its PID namespace at once; stopped anything?"""
     if not pid_alive(pid, needle):

@@ -51,7 +51,7 @@ class LabEvent:
 class NodeStatus:
     name: str
     address: str
-    state: str  # running | stopped
+    state: str  # running | cut (running, off the network: `lab cut`) | stopped
 
 
 @dataclass(frozen=True)
@@ -520,20 +520,115 @@ def _teardown(
 
 
 def status(site_dir: Path) -> LabResult:
-    """Each node's address and whether it runs (from the records; touches no node)."""
+    """Each node's address and whether it runs or is cut off (from the records and the bridge)."""
     started = time.monotonic()
     names, state = _load(site_dir)
     nodes = tuple(
-        NodeStatus(
-            s.name,
-            s.address,
-            "running"
-            if pid_alive(state.node(s.name).get("pid"), names.node_needle(s.name))
-            else "stopped",
-        )
-        for s in names.spec.servers
+        NodeStatus(s.name, s.address, _node_state(names, state, s.name)) for s in names.spec.servers
     )
     return LabResult(changed=False, seconds=time.monotonic() - started, nodes=nodes)
+
+
+def _node_state(names: _Names, state: LabState, name: str) -> str:
+    pid: int | None = state.node(name).get("pid")
+    if pid is None or not pid_alive(pid, names.node_needle(name)):
+        return "stopped"
+    link = node.host_link(pid)
+    return "cut" if link and net.port_state(link) == net.PORT_DISABLED else "running"
+
+
+# kill, cut and heal take no host lock: a drill must act the moment it is asked (an `up` of
+# another lab may hold the lock for a minute), and they touch only this lab's node and its port.
+
+
+def kill(site_dir: Path, node_name: str, on_event: OnEvent | None = None) -> LabResult:
+    """Cut a node's power: nothing it sends on the way down reaches anyone; `up` boots it again."""
+    started = time.monotonic()
+    emit = _serialised(on_event)
+    check_host()
+    names, state = _load(site_dir)
+    name = names.spec.server(node_name).name
+    needle = names.node_needle(name)
+    recorded: int | None = state.node(name).get("pid")
+    alive = sorted(p for p in {recorded, *find_pids(needle)} if p and pid_alive(p, needle))
+    if not alive:
+        emit(LabEvent(name, "not running: nothing to kill"))
+        return _drill_result(names, started, changed=False)
+    # Off the bridge first. SIGKILL closes every socket in the node and its network stack would
+    # still send FIN or RST for each while the veth lives: peers would learn of the death at
+    # once, which a server losing power never tells them. The veth goes with the node.
+    for pid in alive:
+        net.set_port_state(_bridge_port(names, name, pid), net.PORT_DISABLED)
+    for pid in alive:
+        node.stop(pid, needle)
+    state.set_node(name, pid=None)
+    emit(LabEvent(name, "killed (power cut)", changed=True, seconds=time.monotonic() - started))
+    return _drill_result(names, started, changed=True)
+
+
+def cut(site_dir: Path, node_name: str, on_event: OnEvent | None = None) -> LabResult:
+    """Partition a node: its bridge port passes nothing, the node keeps running; `heal` undoes."""
+    started = time.monotonic()
+    emit = _serialised(on_event)
+    check_host()
+    names, state = _load(site_dir)
+    name = names.spec.server(node_name).name
+    pid: int | None = state.node(name).get("pid")
+    if pid is None or not pid_alive(pid, names.node_needle(name)):
+        raise LabError(
+            f"{name} is not running: there is nothing to cut off",
+            fix=f"hzcloud lab up --site {names.site}",
+        )
+    changed = net.set_port_state(_bridge_port(names, name, pid), net.PORT_DISABLED)
+    message = "cut off the network (still running)" if changed else "already cut off"
+    emit(LabEvent(name, message, changed=changed, seconds=time.monotonic() - started))
+    return _drill_result(names, started, changed=changed)
+
+
+def heal(
+    site_dir: Path, node_name: str | None = None, on_event: OnEvent | None = None
+) -> LabResult:
+    """Undo `cut` for one node or every node: their bridge ports forward again."""
+    started = time.monotonic()
+    emit = _serialised(on_event)
+    check_host()
+    names, state = _load(site_dir)
+    servers = [names.spec.server(node_name)] if node_name else list(names.spec.servers)
+    changed = False
+    for server in servers:
+        pid: int | None = state.node(server.name).get("pid")
+        if pid is None or not pid_alive(pid, names.node_needle(server.name)):
+            continue
+        if net.set_port_state(_bridge_port(names, server.name, pid), net.PORT_FORWARDING):
+            emit(LabEvent(server.name, "back on the network", changed=True))
+            changed = True
+    if not changed:
+        emit(LabEvent("lab", "no node is cut off: nothing changed"))
+    return _drill_result(names, started, changed=changed)
+
+
+def _bridge_port(names: _Names, name: str, pid: int) -> str:
+    """The host side of a running node's link on this lab's management bridge."""
+    link = node.host_link(pid)
+    master = Path(f"/sys/class/net/{link}/master") if link else None
+    if (
+        link is None
+        or master is None
+        or not master.exists()
+        or master.resolve().name != names.bridge
+    ):
+        raise LabError(
+            f"{name}: its link on {names.bridge} was not found",
+            cause=f"nspawn PID {pid}: host0's peer is {link or 'unknown'}",
+            fix=f"hzcloud lab down --site {names.site} && hzcloud lab up --site {names.site}",
+        )
+    return link
+
+
+def _drill_result(names: _Names, started: float, changed: bool) -> LabResult:
+    return LabResult(
+        changed=changed, seconds=time.monotonic() - started, nodes=status(names.site).nodes
+    )
 
 
 def preview_up(site_dir: Path) -> tuple[LabEvent, ...]:
