@@ -46,10 +46,10 @@ def main() -> None:
     results = []
     for name in args.only.split(","):
         drill = DRILLS[name](site)
-        _back(site, drill)
         results.append(drill)
         if not args.json:
             print(drill.line(), flush=True)
+        _back(site, drill)
     if args.json:
         print(json.dumps([dataclasses.asdict(d) for d in results], indent=2))
 

@@ -71,10 +71,14 @@ PG_CLIENT: dict[str, Any] = {
     "tcp_user_timeout": 4000,  # ms: a query sent to a dead server fails within 4 s
     "sslmode": "require",
 }
-# redis-py: every socket operation bounded, a failed command retried on the (new) primary.
+# redis-py: every socket operation bounded, and NO retries inside redis-py: its retry reconnects
+# the same connection object to the address it had (the dead primary) without asking Sentinel
+# again (redis-py 8.1: send_packed_command -> connect_check_health), 4 x 4 tries by default.
+# The application retries the operation instead: the next command takes a connection from the
+# pool, which asks Sentinel for the primary first.
 REDIS_SOCKET: dict[str, Any] = {"socket_timeout": 1, "socket_connect_timeout": 1}
-REDIS_RETRIES = 3  # with exponential backoff capped at 1 s: a failover of ~5 s is covered
-LAB_VERBS_TIMEOUT = 120
+# `lab up` waits for the host's lab lock, which another lab's `up` may hold for minutes.
+LAB_VERBS_TIMEOUT = 900
 
 
 def plan_nodes(site: Path) -> list[dict[str, Any]]:
@@ -194,25 +198,24 @@ def redis_sentinel(site: Path) -> tuple[Any, str, str]:
     password = site_secrets(site)["redis_password"]
     sentinels = [(n["address"], 26379) for n in hosts_with(site, "redis-sentinel")]
     sentinel = Sentinel(
-        sentinels, sentinel_kwargs={"password": password, **REDIS_SOCKET}, **REDIS_SOCKET
+        sentinels,
+        sentinel_kwargs={"password": password, "retry": _no_retry(), **REDIS_SOCKET},
+        **REDIS_SOCKET,
     )
     return sentinel, f"{site_file(site)['hospital']['code']}-redis", password
 
 
-def redis_primary_client(site: Path) -> Any:
-    """The application's view: `master_for` with timeouts and retries (README)."""
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+def _no_retry() -> Any:
+    from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    return Retry(NoBackoff(), 0)
+
+
+def redis_primary_client(site: Path) -> Any:
+    """The application's view: `master_for` with bounded sockets, retrying by itself (README)."""
     sentinel, name, password = redis_sentinel(site)
-    return sentinel.master_for(
-        name,
-        password=password,
-        retry=Retry(ExponentialBackoff(cap=1, base=0.1), REDIS_RETRIES),
-        retry_on_error=[ConnectionError, TimeoutError, ReadOnlyError],
-        **REDIS_SOCKET,
-    )
+    return sentinel.master_for(name, password=password, retry=_no_retry(), **REDIS_SOCKET)
 
 
 @dataclass
