@@ -16,7 +16,7 @@ import hzrun
 import pytest
 from typer.testing import CliRunner
 
-from hzcloud.commands.lab import app
+from hzcloud.app import app
 
 pytestmark = pytest.mark.lab
 
@@ -79,8 +79,8 @@ def test_kill_tells_nobody_and_up_boots_the_node_again(site: Path) -> None:
 
 def test_verbs_refuse_an_unknown_node(site: Path) -> None:
     for verb in ("kill", "cut", "heal"):
-        result = CliRunner().invoke(app, [verb, "no-such-node", "--site", str(site)])
-        assert result.exit_code == 1, (verb, result.output)
+        result = CliRunner().invoke(app, ["lab", verb, "no-such-node", "--site", str(site)])
+        assert result.exit_code == 2, (verb, result.output)
         assert "no node named 'no-such-node'" in result.output
 
 

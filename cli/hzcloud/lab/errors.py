@@ -18,6 +18,6 @@ class LabError(HzError):
 
 
 class LabUsageError(LabError):
-    """The request names no lab, or no node of it: bad input (exit 2); nothing was touched."""
+    """The request names no lab or no node of it, or cuts a stopped node: exit 2, nothing touched."""
 
     exit_code = 2

@@ -575,7 +575,7 @@ def cut(site_dir: Path, node_name: str, on_event: OnEvent | None = None) -> LabR
     name = names.spec.server(node_name).name
     pid: int | None = state.node(name).get("pid")
     if pid is None or not pid_alive(pid, names.node_needle(name)):
-        raise LabError(
+        raise LabUsageError(
             f"{name} is not running: there is nothing to cut off",
             fix=f"hzcloud lab up --site {names.site}",
         )
