@@ -69,12 +69,6 @@ WantedBy=sysinit.target
 """
 
 
-# Files the lab writes only into a new node: the base role writes them afterwards (its own
-# content), and one file has one writer. Rewritten at each boot, a node killed and booted again
-# (`lab kill`, `lab up`) made the next `hzcloud up` report changes.
-SEEDED = frozenset({"etc/hostname", "etc/hosts", "etc/apt/apt.conf.d/01hzcloud-proxy"})
-
-
 @dataclass(frozen=True)
 class NodePlan:
     """Where a node lives on the host and what it is given."""
@@ -179,8 +173,6 @@ def write_files(plan: NodePlan) -> None:
     for rel, content in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if rel in SEEDED and path.exists():
-            continue
         if not path.exists() or path.read_text() != content:
             path.write_text(content)
     (root / "root/.ssh").chmod(0o700)
