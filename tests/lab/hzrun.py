@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from hzcloud import lab
+from hzcloud.phases.data import POSTGRES_PORT, SENTINEL_PORT
+from hzcloud.pki import ca_cert_path
 
 HZ = [sys.executable, "-m", "hzcloud"]
 
@@ -69,7 +71,7 @@ PG_CLIENT: dict[str, Any] = {
     "keepalives_interval": 1,
     "keepalives_count": 2,  # an idle connection to a dead server fails within ~4 s
     "tcp_user_timeout": 4000,  # ms: a query sent to a dead server fails within 4 s
-    "sslmode": "require",
+    "sslmode": "verify-full",  # with sslrootcert = the site CA (the VIP is in every certificate)
 }
 # redis-py: every socket operation bounded, and NO retries inside redis-py: its retry reconnects
 # the same connection object to the address it had (the dead primary) without asking Sentinel
@@ -173,6 +175,8 @@ def pg_connect(site: Path, **kw: Any) -> Any:
 
     return psycopg.connect(
         host=str(site_file(site)["networks"]["postgres_vip"]),
+        port=POSTGRES_PORT,
+        sslrootcert=str(ca_cert_path(site)),
         user="postgres",
         dbname="postgres",
         password=site_secrets(site)["postgres_superuser_password"],
@@ -196,7 +200,7 @@ def redis_sentinel(site: Path) -> tuple[Any, str, str]:
     from redis.sentinel import Sentinel
 
     password = site_secrets(site)["redis_password"]
-    sentinels = [(n["address"], 26379) for n in hosts_with(site, "redis-sentinel")]
+    sentinels = [(n["address"], SENTINEL_PORT) for n in hosts_with(site, "redis-sentinel")]
     sentinel = Sentinel(
         sentinels,
         sentinel_kwargs={"password": password, "retry": _no_retry(), **REDIS_SOCKET},
@@ -388,7 +392,8 @@ _CUT_SIDE_WRITER = r"""
 import sys, time, psycopg2
 opts = dict(host=sys.argv[1], user="postgres", dbname="postgres", password=open(sys.argv[2]).read(),
             connect_timeout=2, target_session_attrs="read-write", keepalives=1, keepalives_idle=2,
-            keepalives_interval=1, keepalives_count=2, tcp_user_timeout=4000, sslmode="require")
+            keepalives_interval=1, keepalives_count=2, tcp_user_timeout=4000,
+            sslmode="verify-full", sslrootcert="/etc/patroni/tls/ca.crt")
 log, i, conn = open(sys.argv[3], "a", buffering=1), int(sys.argv[4]), None
 end = time.time() + float(sys.argv[5])
 while time.time() < end:
