@@ -315,26 +315,37 @@ def container_init(pid: int) -> int | None:
     return None
 
 
-def host_link(pid: int) -> str | None:
-    """The host side of the node's management veth (its bridge port), found from the node.
+def host_links(pid: int) -> dict[str, str]:
+    """The host side of each of the node's veths: {interface in the node: link on the host}.
 
-    nspawn names it `vb-<machine>` but shortens long names; the peer index of the node's `host0`
-    is the host's ifindex of that link, whatever its name.
+    nspawn names them `vb-<machine>` (and the cloud one `vt-<machine>`) but shortens long names;
+    a veth's peer index in the node (`iflink`) is the host's ifindex of its other end.
     """
     init = container_init(pid)
     if init is None:
-        return None
-    try:
-        index = Path(f"/proc/{init}/root/sys/class/net/host0/iflink").read_text().strip()
-    except OSError:
-        return None
-    for link in Path("/sys/class/net").iterdir():
+        return {}
+    peers = {}
+    for iface in Path(f"/proc/{init}/root/sys/class/net").glob("*"):
         try:
-            if (link / "ifindex").read_text().strip() == index:
-                return link.name
+            own, peer = ((iface / n).read_text().strip() for n in ("ifindex", "iflink"))
         except OSError:
             continue
-    return None
+        if own != peer:
+            peers[peer] = iface.name
+    links = {}
+    for link in Path("/sys/class/net").iterdir():
+        try:
+            index = (link / "ifindex").read_text().strip()
+        except OSError:
+            continue
+        if index in peers:
+            links[peers[index]] = link.name
+    return links
+
+
+def host_link(pid: int) -> str | None:
+    """The host side of the node's management veth (host0)."""
+    return host_links(pid).get("host0")
 
 
 def stop(pid: int | None, needle: str, timeout: float = 10) -> bool:

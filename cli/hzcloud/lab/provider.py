@@ -558,7 +558,8 @@ def kill(site_dir: Path, node_name: str, on_event: OnEvent | None = None) -> Lab
     # still send FIN or RST for each while the veth lives: peers would learn of the death at
     # once, which a server losing power never tells them. The veth goes with the node.
     for pid in alive:
-        net.set_port_state(_bridge_port(names, name, pid), net.PORT_DISABLED)
+        for port in _bridge_ports(names, name, pid):
+            net.set_port_state(port, net.PORT_DISABLED)
     for pid in alive:
         node.stop(pid, needle)
     state.set_node(name, pid=None)
@@ -579,7 +580,8 @@ def cut(site_dir: Path, node_name: str, on_event: OnEvent | None = None) -> LabR
             f"{name} is not running: there is nothing to cut off",
             fix=f"hzcloud lab up --site {names.site}",
         )
-    changed = net.set_port_state(_bridge_port(names, name, pid), net.PORT_DISABLED)
+    ports = _bridge_ports(names, name, pid)
+    changed = any([net.set_port_state(port, net.PORT_DISABLED) for port in ports])
     message = "cut off the network (still running)" if changed else "already cut off"
     emit(LabEvent(name, message, changed=changed, seconds=time.monotonic() - started))
     return _drill_result(names, started, changed=changed)
@@ -599,7 +601,8 @@ def heal(
         pid: int | None = state.node(server.name).get("pid")
         if pid is None or not pid_alive(pid, names.node_needle(server.name)):
             continue
-        if net.set_port_state(_bridge_port(names, server.name, pid), net.PORT_FORWARDING):
+        ports = _bridge_ports(names, server.name, pid)
+        if any([net.set_port_state(port, net.PORT_FORWARDING) for port in ports]):
             emit(LabEvent(server.name, "back on the network", changed=True))
             changed = True
     if not changed:
@@ -607,22 +610,21 @@ def heal(
     return _drill_result(names, started, changed=changed)
 
 
-def _bridge_port(names: _Names, name: str, pid: int) -> str:
-    """The host side of a running node's link on this lab's management bridge."""
-    link = node.host_link(pid)
-    master = Path(f"/sys/class/net/{link}/master") if link else None
-    if (
-        link is None
-        or master is None
-        or not master.exists()
-        or master.resolve().name != names.bridge
-    ):
+def _bridge_ports(names: _Names, name: str, pid: int) -> list[str]:
+    """The host side of a running node's links on this lab's bridges (management, cloud)."""
+    ports = []
+    for link in node.host_links(pid).values():
+        master = Path(f"/sys/class/net/{link}/master")
+        if master.exists() and master.resolve().name in (names.bridge, names.cloud_bridge):
+            ports.append(link)
+    mgmt = node.host_link(pid)
+    if mgmt not in ports:
         raise LabError(
             f"{name}: its link on {names.bridge} was not found",
-            cause=f"nspawn PID {pid}: host0's peer is {link or 'unknown'}",
+            cause=f"nspawn PID {pid}: host0's peer is {mgmt or 'unknown'}",
             fix=f"hzcloud lab down --site {names.site} && hzcloud lab up --site {names.site}",
         )
-    return link
+    return sorted(ports)
 
 
 def _drill_result(names: _Names, started: float, changed: bool) -> LabResult:
