@@ -767,18 +767,7 @@ def preview(
 
 def phase_dicts(records: list[journal.PhaseRecord]) -> list[dict[str, Any]]:
     """The phases as `hzcloud status SITE --output json` lists them (a test holds them equal)."""
-    return [
-        {
-            "name": r.phase,
-            "status": r.status,
-            "changed": r.changed,
-            "seconds": r.seconds,
-            "run": r.run,
-            "ended": r.ended,
-            "error": r.error or None,
-        }
-        for r in records
-    ]
+    return [journal.status_view(r) for r in records]
 
 
 def site_status(site: FleetSite) -> tuple[str, list[journal.PhaseRecord]]:

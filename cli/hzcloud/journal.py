@@ -26,6 +26,19 @@ class PhaseRecord:
     plan_hash: str = ""
 
 
+def status_view(record: PhaseRecord) -> dict[str, Any]:
+    """A phase as `hzcloud status --output json` (and `fleet status`) lists it."""
+    return {
+        "name": record.phase,
+        "status": record.status,
+        "changed": record.changed,
+        "seconds": record.seconds,
+        "run": record.run,
+        "ended": record.ended,
+        "error": record.error or None,
+    }
+
+
 def _path(state_dir: Path) -> Path:
     return state_dir / JOURNAL_FILE
 

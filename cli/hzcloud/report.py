@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hzcloud.errors import HzError, SiteError
-from hzcloud.journal import PhaseRecord
+from hzcloud.journal import PhaseRecord, status_view
 from hzcloud.outcome import DryRun, Event, UpResult
 from hzcloud.plan import Plan
 
@@ -242,18 +242,7 @@ def status(records: list[PhaseRecord], found: list[Endpoint], output: Output) ->
     if output is Output.json:
         print_json(
             {
-                "phases": [
-                    {
-                        "name": r.phase,
-                        "status": r.status,
-                        "changed": r.changed,
-                        "seconds": r.seconds,
-                        "run": r.run,
-                        "ended": r.ended,
-                        "error": r.error or None,
-                    }
-                    for r in records
-                ],
+                "phases": [status_view(r) for r in records],
                 "endpoints": _endpoint_dicts(found),
             }
         )
