@@ -77,11 +77,11 @@ def select_phases(plan: Plan, only: list[str] | None, state_dir: Path) -> list[P
 
 def missing_needs(loaded: Loaded, chosen: list[Phase]) -> list[registry.Need]:
     """What the chosen phases need on the control node and is not there."""
-    found: dict[Path, registry.Need] = {}
+    found: dict[tuple[Path, str], registry.Need] = {}
     for p in chosen:
         for need in registry.phase(p.name).needs(loaded.site, loaded.site_dir):
-            if not need.path.exists():
-                found.setdefault(need.path, need)
+            if not need.met():
+                found.setdefault((need.path, need.key), need)
     return list(found.values())
 
 
@@ -89,14 +89,29 @@ def check_needs(loaded: Loaded, chosen: list[Phase]) -> None:
     """Refuse to start (exit 2, nothing touched) when a phase's inputs are missing."""
     missing = missing_needs(loaded, chosen)
     if missing:
-        shown = ", ".join(str(n.path) for n in missing[:4]) + (" ..." if len(missing) > 4 else "")
+        shown = ", ".join(n.shown for n in missing[:4]) + (" ..." if len(missing) > 4 else "")
+        files = [n for n in missing if not n.key]
+        causes = [
+            *(
+                [
+                    "; ".join(sorted({n.what.split(":")[0] for n in files}))
+                    + " come from the artifacts folder"
+                ]
+                if files
+                else []
+            ),
+            *(
+                ["a tenant's keys in secrets.yaml are the operator's"]
+                if len(files) < len(missing)
+                else []
+            ),
+        ]
         raise UsageError(
-            f"{len(missing)} file{'s' if len(missing) > 1 else ''} the phases need "
-            f"{'are' if len(missing) > 1 else 'is'} missing: {shown}"
+            f"{len(missing)} {'files' if len(files) == len(missing) else 'things'} the phases "
+            f"need are missing: {shown}"
             if len(missing) > 1
-            else f"{missing[0].path} is missing ({missing[0].what})",
-            "; ".join(sorted({n.what.split(":")[0] for n in missing}))
-            + " come from the artifacts folder; nothing was touched",
+            else f"{missing[0].shown} is missing ({missing[0].what})",
+            "; ".join(causes) + "; nothing was touched",
             missing[0].fix,
         )
 

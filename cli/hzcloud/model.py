@@ -151,12 +151,55 @@ class Services(_Model):
     kubernetes: Kubernetes = Kubernetes()
 
 
+def _credentials_ref(value: Any) -> Any:
+    # The keys themselves belong in secrets.yaml (0600, never in git): site.yaml only names them.
+    if isinstance(value, str):
+        return value
+    raise PydanticCustomError(
+        "credentials_ref",
+        "credentials are named here, not written here (got {shown})",
+        {"shown": "a mapping" if isinstance(value, dict) else type(value).__name__},
+    )
+
+
+# S3 and OSS both: 3-63 of [a-z0-9-], no dots (a dotted name breaks virtual-host TLS).
+BucketName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
+CredentialsRef = Annotated[
+    str,
+    BeforeValidator(_credentials_ref),
+    StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$"),
+]
+TenantProvider = Literal["s3-compatible", "aws", "alicloud", "azure"]
+
+
 class Tenant(_Model):
+    """A public-cloud tenant holding the site's off-site backups, linked by WireGuard."""
+
     name: Hostname
-    provider: Literal["aws", "azure", "gcp", "lab"]
-    region: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    provider: TenantProvider
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    # the tenant's public VPN (WireGuard) endpoint the gateway dials
     endpoint: Address
+    # the S3/API endpoint; none: the provider's public one for the region (aws, alicloud)
+    api: AnyHttpUrl | None = None
+    # prefix of the operator's keys in secrets.yaml: <credentials>_access_key, _secret_key
+    credentials: CredentialsRef | None = None
+    # the tenant's private network, reached only through the link
     subnet: Network
+    # the backup bucket; none: hz-<site code>-backup
+    bucket: BucketName | None = None
+
+    @property
+    def credentials_ref(self) -> str:
+        return self.credentials or "tenant_" + self.name.replace("-", "_")
+
+    @property
+    def secret_keys(self) -> tuple[str, str]:
+        """The two secrets.yaml keys the operator provides for this tenant."""
+        return (f"{self.credentials_ref}_access_key", f"{self.credentials_ref}_secret_key")
+
+    def bucket_name(self, code: str) -> str:
+        return self.bucket or f"hz-{code}-backup"
 
 
 class Cloud(_Model):
@@ -280,6 +323,8 @@ _FIXES = {
     "address_text": "write it dotted, e.g. 10.20.0.11 or 10.20.0.0/24",
     "disk_path": "write the device path, e.g. /dev/sdb",
     "less_than_equal": "lower the value",
+    "credentials_ref": "name the keys instead, e.g. credentials: tenant_dr, and put "
+    "tenant_dr_access_key and tenant_dr_secret_key in secrets.yaml (mode 0600)",
 }
 
 _PATTERN_FIXES = {
@@ -287,6 +332,10 @@ _PATTERN_FIXES = {
     "code": "use a short code: lowercase letters, digits and '-', e.g. stgeorge",
     "user": "use a Unix user name such as root or hzadmin",
     "version": "write a version such as v1.37.2",
+    "region": "write the provider's region name, e.g. eu-central-1 or cn-hangzhou",
+    "credentials": "name its secrets.yaml keys' prefix: lowercase letters, digits and '_', "
+    "e.g. tenant_dr for tenant_dr_access_key and tenant_dr_secret_key",
+    "bucket": "use 3-63 lowercase letters, digits and '-', e.g. hz-stgeorge-backup",
 }
 
 
@@ -306,6 +355,10 @@ def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
         what = "required key is missing"
     elif kind == "extra_forbidden":
         what = "unknown key"
+    elif kind == "string_pattern_mismatch" and path and path[-1] == "credentials":
+        what = "invalid value (not shown: it may be a key)"  # a pasted secret is never echoed
+    elif kind == "credentials_ref":
+        pass  # its message says what was there, never the value
     elif kind == "string_pattern_mismatch":
         what = f"invalid value {_shown(err['input'])}"
     elif kind in ("model_type", "dict_type"):
@@ -333,6 +386,7 @@ def cross_field_problems(site: Site) -> list[CrossProblem]:
     out += _network_problems(site)
     out += _service_problems(site)
     out += _pin_problems(site)
+    out += _tenant_problems(site)
     return out
 
 
@@ -623,6 +677,39 @@ def _pin_problems(site: Site) -> list[CrossProblem]:
             )
         )
     return out
+
+
+def _tenant_problems(site: Site) -> list[CrossProblem]:
+    out: list[CrossProblem] = []
+    for i, t in enumerate(site.cloud.tenants):
+        path: KeyPath = ("cloud", "tenants", i)
+        if t.provider == "s3-compatible" and t.api is None:
+            out.append(
+                (
+                    (*path, "provider"),
+                    "an s3-compatible tenant has no public default endpoint",
+                    "add api: with the service's S3 URL, e.g. https://s3.example.org",
+                )
+            )
+        if t.api is not None and t.api.scheme == "http" and not _inside_link(t.api.host, t):
+            out.append(
+                (
+                    (*path, "api"),
+                    f"{t.api} is plain HTTP: the tenant's keys would cross the internet in clear",
+                    "use https://, or an address inside the tenant's subnet (reached "
+                    "through the link)",
+                )
+            )
+    return out
+
+
+def _inside_link(host: str | None, tenant: Tenant) -> bool:
+    """An address only the WireGuard link (or this host) reaches: plain HTTP stays private."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    return address.is_loopback or address in tenant.subnet
 
 
 def parse_address(text: str) -> IPv4Address:

@@ -191,3 +191,12 @@ def check_secrets(site_dir: Path, new: Iterable[str] = ()) -> None:
 def read_secrets(site_dir: Path) -> dict[str, str]:
     """The site's secrets (made when there is no secrets.yaml yet)."""
     return _ensure(site_dir, ())[1]
+
+
+def secret_names(site_dir: Path) -> set[str]:
+    """The keys of the site's secrets.yaml, none while there is no file; reads, never writes.
+
+    For the keys the operator adds (a tenant's credentials): checked before any host is touched.
+    """
+    path = site_dir / SECRETS_FILE
+    return set(_load(path)) if os.path.lexists(path) else set()

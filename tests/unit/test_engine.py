@@ -124,12 +124,9 @@ def test_missing_artifacts_stop_up_before_anything_is_written(lab_site: Path) ->
 def test_an_unavailable_phase_fails_alone_and_the_rest_of_the_graph_runs(
     lab_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """cloud is not in this build: it fails; everything not depending on it completes."""
+    """bundle is not in this build: it fails; everything not depending on it completes."""
     with (lab_site / "site.yaml").open("a") as fh:
-        fh.write(
-            "cloud:\n  tenants:\n    - {name: dr, provider: lab, region: r, "
-            "endpoint: 10.78.0.2, subnet: 10.78.0.0/24}\n"
-        )
+        fh.write("bundle:\n  services: [patient-index]\n")
     loaded = load(lab_site)
     ran: list[str] = []
 
@@ -141,12 +138,12 @@ def test_an_unavailable_phase_fails_alone_and_the_rest_of_the_graph_runs(
     monkeypatch.setattr(engine_module, "check_needs", lambda _l, _c: None)
     result = up(loaded, None, lambda _e: None, prepare=lambda _l: None)
     status = {r.phase: r.status for r in result.records}
-    assert status["cloud"] == "failed"
+    assert status["bundle"] == "failed"
     assert "not available yet" in result.failures[0].message
-    assert status["verify"] == "blocked"  # it depends on cloud
+    assert status["verify"] == "blocked"  # it depends on bundle
     assert {"preflight", "base", "storage", "data", "kubernetes", "platform"} <= set(ran)
     assert all(status[n] == "ok" for n in ran)
     assert not result.ok
     latest = journal.latest(lab_site / "state")
-    assert latest["cloud"].error["message"].startswith("not available yet")
+    assert latest["bundle"].error["message"].startswith("not available yet")
     assert latest["verify"].status == "blocked"

@@ -160,7 +160,8 @@ def sites(draw: st.DrawFn, pins: bool = True) -> dict[str, Any]:
     tenants = [
         {
             "name": f"t-{i}",
-            "provider": draw(st.sampled_from(["aws", "azure", "gcp", "lab"])),
+            "provider": draw(st.sampled_from(["s3-compatible", "aws", "alicloud", "azure"])),
+            "api": f"https://s3.t-{i}.example.org",
             "region": "r-1",
             "endpoint": f"198.51.100.{i + 1}",
             "subnet": f"172.{16 + i}.0.0/16",

@@ -54,11 +54,24 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Need:
-    """A file a phase needs on the control node before it touches any host."""
+    """A file a phase needs on the control node before it touches any host, or (key set) a
+    key the operator provides in that YAML file (a tenant's credentials in secrets.yaml)."""
 
     what: str  # "the artifacts folder", "kubelet", ...
     path: Path
     fix: str
+    key: str = ""
+
+    def met(self) -> bool:
+        if not self.key:
+            return self.path.exists()
+        from hzcloud.secrets import secret_names
+
+        return self.key in secret_names(self.path.parent)
+
+    @property
+    def shown(self) -> str:
+        return f"{self.key} in {self.path}" if self.key else str(self.path)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,11 @@ if TYPE_CHECKING:
 
 # the engine, its kubernetes plugin (the Pulumi executor checks for both) and the script that
 # serves dynamic providers from the Python of hzcloud
-PULUMI_BINARIES = ("bin/pulumi", "bin/pulumi-resource-kubernetes", "bin/pulumi-resource-pulumi-python")
+PULUMI_BINARIES = (
+    "bin/pulumi",
+    "bin/pulumi-resource-kubernetes",
+    "bin/pulumi-resource-pulumi-python",
+)
 RUNS = ("s3-compatible",)
 
 
