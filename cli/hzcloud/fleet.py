@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -34,6 +34,7 @@ from hzcloud.model import (
     BundleService,
     Code,
     Site,
+    TenantProvider,
     _field_problem,
     cross_field_problems,
 )
@@ -75,7 +76,7 @@ class Shared(_Model):
     artifacts: Annotated[str, StringConstraints(min_length=1)] | None = None
     services: SharedServices = SharedServices()
     bundle: list[BundleService] | None = None
-    tenant_provider: Literal["aws", "azure", "gcp", "lab"] | None = None
+    tenant_provider: TenantProvider | None = None
 
 
 class SiteEntry(_Model):
