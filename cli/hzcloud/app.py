@@ -279,11 +279,13 @@ def main() -> None:
 
 
 def _mount_subcommands() -> None:
+    from hzcloud.commands.bundle import app as bundle_app
     from hzcloud.commands.fleet import app as fleet_app
     from hzcloud.commands.lab import app as lab_app
 
     app.add_typer(lab_app, name="lab", help="The eight-node lab on this Linux host (nspawn).")
     app.add_typer(fleet_app, name="fleet", help="Many sites from one fleet.yaml, in waves.")
+    app.add_typer(bundle_app, name="bundle", help="The clinical service bundle: list, show, validate.")
 
 
 _mount_subcommands()

@@ -79,7 +79,12 @@ class Role(StrEnum):
 
 
 class BundleService(StrEnum):
-    """The clinical services hzcloud can install."""
+    """The names the shipped default bundle offers (bundles/default/bundle.yaml `offers`).
+
+    site.yaml's bundle.services is checked against the bundle the site installs from, not this
+    list; it stays for fleet.yaml and the planner's tests, and a test keeps it equal to the
+    default bundle's offers.
+    """
 
     PATIENT_INDEX = "patient-index"
     CODES = "codes"
@@ -207,8 +212,11 @@ class Cloud(_Model):
 
 
 class Bundle(_Model):
-    # none unless the site picks them: a bundle phase only where services are listed
-    services: list[BundleService] = []
+    # none unless the site picks them: a bundle phase only where services are listed; each a name
+    # the bundle's bundle.yaml offers (checked against it in parse_site)
+    services: list[Code] = []
+    # a bundle folder relative to the site folder; none: the bundle shipped with hzcloud
+    folder: Annotated[str, StringConstraints(min_length=1)] | None = None
 
 
 class Site(_Model):
@@ -269,18 +277,21 @@ def load_site(path: Path) -> Site:
     """Load and validate a site; raise SiteError listing every problem at once."""
     file = site_file(path)
     loaded = load_yaml(file)
-    return parse_site(loaded, file.name)
+    return parse_site(loaded, file.name, file.parent)
 
 
-def parse_site(loaded: Loaded, filename: str = SITE_FILE) -> Site:
-    """Validate parsed YAML as a Site; field errors first, then cross-field rules."""
+def parse_site(loaded: Loaded, filename: str = SITE_FILE, folder: Path | None = None) -> Site:
+    """Validate parsed YAML as a Site; field errors first, then cross-field rules.
+
+    folder is the site folder, for a bundle.folder relative to it (default: the current folder).
+    """
     try:
         site = Site.model_validate(loaded.data)
     except ValidationError as exc:
         raise SiteError([_field_problem(err, loaded, filename) for err in exc.errors()]) from None
     problems = [
         Problem(filename, _line(loaded, path), _dotted(path), what, fix)
-        for path, what, fix in cross_field_problems(site)
+        for path, what, fix in cross_field_problems(site) + _bundle_problems(site, folder)
     ]
     if problems:
         raise SiteError(problems)
@@ -591,26 +602,28 @@ def _service_problems(site: Site) -> list[CrossProblem]:
                     "lower services.ceph.mons or add servers",
                 )
             )
-    if site.bundle.services:
-        if not site.services.kubernetes.enabled:
-            out.append(
-                (
-                    ("bundle", "services"),
-                    "the clinical bundle runs on Kubernetes, which is disabled",
-                    "enable services.kubernetes or set bundle.services: []",
-                )
+    # what each service needs from PostgreSQL, Redis and Ceph: the bundle's entries say
+    # (_bundle_problems); Kubernetes is needed by every bundle
+    if site.bundle.services and not site.services.kubernetes.enabled:
+        out.append(
+            (
+                ("bundle", "services"),
+                "the clinical bundle runs on Kubernetes, which is disabled",
+                "enable services.kubernetes or set bundle.services: []",
             )
-        if not site.services.postgres.enabled:
-            out.append(
-                (
-                    ("bundle", "services"),
-                    "the clinical bundle needs PostgreSQL, which is disabled",
-                    "enable services.postgres or set bundle.services: []",
-                )
-            )
+        )
     if len(set(site.bundle.services)) != len(site.bundle.services):
         out.append((("bundle", "services"), "a service is listed twice", "list each service once"))
     return out
+
+
+def _bundle_problems(site: Site, folder: Path | None) -> list[CrossProblem]:
+    """bundle.services against the bundle the site installs from: names and needs."""
+    if not site.bundle.services:
+        return []  # a site without clinical services reads no bundle
+    from hzcloud import bundle  # only sites that list services pay for reading a bundle
+
+    return bundle.site_problems(site, bundle.bundle_for_site(site, folder))
 
 
 def _pin_problems(site: Site) -> list[CrossProblem]:

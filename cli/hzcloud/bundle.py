@@ -1,0 +1,809 @@
+"""Clinical service bundles: a folder of service entries, validated like site.yaml.
+
+A bundle is a folder holding bundle.yaml (its name, version, entries and the site-facing names each
+entry serves) and one YAML file per entry under it. Entries say what they need from the PaaS layer
+(PostgreSQL, Redis, S3, the way in); their config and environment refer to those needs with
+`${needs.KIND.FIELD}` references, each checked here so an installer never renders a dangling one.
+Everything is read and checked before anything is touched; every problem comes back at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from hzcloud.errors import Problem, SiteError
+from hzcloud.resources import resource
+from hzcloud.siteyaml import KeyPath, Loaded, load_yaml_bytes, read_in_folder
+
+if TYPE_CHECKING:
+    from hzcloud.model import Site
+
+BUNDLE_FILE = "bundle.yaml"
+# A bundle file is a page or two; an entry with its config files a few pages.
+MAX_BUNDLE_BYTES = 64 * 1024
+MAX_ENTRY_BYTES = 256 * 1024
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
+Version = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+){1,3}(-[0-9A-Za-z.]+)?$")]
+# containerd pulls nothing here, but it wants a fully qualified name: a registry host with a dot
+# (hzcloud.local), a path and a tag; `orthanc:1.10` or `hz/orthanc:1.10` would be taken as docker.io.
+ImageRef = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+    ),
+]
+# An OCI archive under the artifacts folder's images/: a plain relative path, never out of it.
+Archive = Annotated[str, StringConstraints(pattern=r"^images/[A-Za-z0-9_][A-Za-z0-9_.+-]*\.tar$")]
+EntryFile = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*/[a-z0-9_.-]+\.yaml$|^[a-z0-9_-]+\.yaml$"
+    ),
+]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+# Kubernetes quantities, the subset an entry needs: 250m or 2 CPUs, 512Mi or 2Gi of memory.
+Cpu = Annotated[str, StringConstraints(pattern=r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")]
+Memory = Annotated[str, StringConstraints(pattern=r"^[0-9]+(Mi|Gi)$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+HttpPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/_.~$-]*$")]
+MountPath = Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9_.-]+)+$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BundleFile(_Model):
+    """bundle.yaml."""
+
+    name: Name
+    version: Version
+    description: str = ""
+    # entry name -> its file, relative to the bundle folder
+    entries: dict[Name, EntryFile]
+    # the names a site's bundle.services picks -> the entry that serves them; one entry may serve
+    # several (the FHIR server is the patient index, codes, records and orders at once)
+    offers: dict[Name, Name]
+
+
+class Image(_Model):
+    name: Name
+    ref: ImageRef
+    archive: Archive
+
+
+class PostgresNeed(_Model):
+    database: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+    role: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
+class RedisNeed(_Model):
+    user: Name
+    # the ACL user may touch only keys under this prefix
+    prefix: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}:$")]
+
+
+class S3Need(_Model):
+    # S3 bucket naming: 3-63 lowercase letters, digits and '-'
+    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
+
+
+class TcpPort(_Model):
+    name: Name
+    port: Port  # on the way in, reachable from the hospital network
+    target: Port  # the container's port
+
+
+class WayIn(_Model):
+    host: Name  # a host name on the way in: HOST.<site domain>
+    https: Port | None = None  # the container's HTTP port, served as https://HOST/ with the site CA
+    tcp: list[TcpPort] = []
+
+
+class Needs(_Model):
+    postgres: PostgresNeed | None = None
+    redis: RedisNeed | None = None
+    s3: S3Need | None = None
+    way_in: WayIn | None = None
+    # passwords hzcloud makes once and keeps in the site's secrets (an admin user, say)
+    secrets: list[Name] = []
+
+
+class ConfigFile(_Model):
+    path: MountPath
+    content: str
+
+
+class HttpProbe(_Model):
+    path: HttpPath
+    port: Port
+
+
+class TcpProbe(_Model):
+    port: Port
+
+
+class Probe(_Model):
+    http: HttpProbe | None = None
+    tcp: TcpProbe | None = None
+    period: Annotated[int, Field(ge=1, le=300)] = 10
+    timeout: Annotated[int, Field(ge=1, le=60)] = 2
+    failures: Annotated[int, Field(ge=1, le=120)] = 3
+
+
+class Probes(_Model):
+    startup: Probe | None = None
+    readiness: Probe
+    liveness: Probe
+
+
+class Quantities(_Model):
+    cpu: Cpu
+    memory: Memory
+
+
+class Resources(_Model):
+    requests: Quantities
+    limits: Quantities
+
+
+class Endpoint(_Model):
+    name: Name
+    path: HttpPath
+
+
+class HttpCheck(_Model):
+    path: HttpPath
+    status: Annotated[int, Field(ge=100, le=599)]
+
+
+class TcpCheck(_Model):
+    port: Name  # a needs.way_in.tcp name
+
+
+class Check(_Model):
+    name: Name
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+
+
+class Entry(_Model):
+    """One service entry: services/NAME.yaml."""
+
+    name: Name
+    version: Version
+    description: str = ""
+    # the first image runs the service; any others run before it, in order (init containers)
+    images: Annotated[list[Image], Field(min_length=1)]
+    needs: Needs = Needs()
+    config: list[ConfigFile] = []
+    env: dict[EnvName, str] = {}
+    probes: Probes
+    resources: Resources
+    replicas: Annotated[int, Field(ge=1, le=9)] = 1
+    depends_on: list[Name] = []
+    endpoints: list[Endpoint] = []
+    checks: Annotated[list[Check], Field(min_length=1)]
+
+
+# What `${needs.KIND.FIELD}` may name, and which of them are secret (they go to a Kubernetes Secret,
+# never into a config file, which becomes a ConfigMap anyone with read access to the namespace sees).
+FIELDS: dict[str, dict[str, bool]] = {
+    "postgres": {
+        "host": False,
+        "port": False,
+        "database": False,
+        "user": False,
+        "password": True,
+        "url": True,
+    },
+    "redis": {
+        "host": False,
+        "port": False,
+        "user": False,
+        "prefix": False,
+        "password": True,
+        "url": True,
+    },
+    "s3": {
+        "endpoint": False,
+        "region": False,
+        "bucket": False,
+        "access_key": True,
+        "secret_key": True,
+    },
+    "way_in": {"host": False},
+}
+# Facts about the site that are not needs: where the installer mounts the site CA, the site code.
+SITE_FIELDS = {"ca_file", "code"}
+
+# `${...}` is a reference; `$${` writes a literal `${` (Orthanc's own ${VAR} in its JSON, say).
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+
+
+@dataclass(frozen=True)
+class Ref:
+    text: str  # e.g. needs.postgres.password
+    secret: bool
+
+
+@dataclass(frozen=True)
+class LoadedEntry:
+    entry: Entry
+    file: str  # relative to the bundle folder
+    offers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    name: str
+    version: str
+    description: str
+    path: Path
+    entries: dict[str, LoadedEntry]
+    offers: dict[str, str]  # site-facing name -> entry name
+
+    def entry_for(self, name: str) -> LoadedEntry | None:
+        """The entry called name, or the one offering the site-facing name."""
+        if name in self.entries:
+            return self.entries[name]
+        entry = self.offers.get(name)
+        return self.entries[entry] if entry is not None else None
+
+    def known(self) -> str:
+        return ", ".join(sorted(self.offers))
+
+
+def default_bundle_dir() -> Path:
+    return resource("bundles") / "default"
+
+
+def references(text: str) -> tuple[list[Ref], list[str]]:
+    """The references in text, and what is wrong with any of them (unknown, unclosed)."""
+    refs: list[Ref] = []
+    bad: list[str] = []
+    for m in _REF.finditer(text):
+        if m.group(0) == "$${":
+            continue
+        if m.group(1) is None:
+            bad.append("'${' is not closed by '}'")
+            continue
+        ref = m.group(1)
+        parts = ref.split(".")
+        if len(parts) == 3 and parts[0] == "needs" and parts[1] in FIELDS:
+            if parts[2] in FIELDS[parts[1]]:
+                refs.append(Ref(ref, FIELDS[parts[1]][parts[2]]))
+                continue
+            bad.append(
+                f"'${{{ref}}}': {parts[1]} has no field '{parts[2]}' "
+                f"(it has {', '.join(FIELDS[parts[1]])})"
+            )
+        elif len(parts) == 3 and parts[:2] == ["needs", "secrets"]:
+            refs.append(Ref(ref, True))
+        elif len(parts) == 2 and parts[0] == "site" and parts[1] in SITE_FIELDS:
+            refs.append(Ref(ref, False))
+        else:
+            bad.append(f"'${{{ref[:60]}}}' is not a reference hzcloud knows")
+    return refs, bad
+
+
+_REF_FIX = (
+    "write ${needs.KIND.FIELD} (KIND: postgres, redis, s3, way_in, secrets), ${site.ca_file} "
+    "or ${site.code}; $${ writes a literal ${"
+)
+
+
+def _dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _line(loaded: Loaded, path: KeyPath) -> int | None:
+    for n in range(len(path), 0, -1):
+        if path[:n] in loaded.lines:
+            return loaded.lines[path[:n]]
+    return None
+
+
+_FIXES = {
+    "missing": "add this key",
+    "extra_forbidden": "remove it, or check its spelling against bundles/default/",
+    "string_pattern_mismatch": "correct the value",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "list_type": "write a list",
+    "dict_type": "write a mapping of keys",
+    "model_type": "write a mapping of keys",
+    "string_type": "write text",
+    "too_short": "list at least one",
+    "greater_than_equal": "raise the value",
+    "less_than_equal": "lower the value",
+}
+
+# Fixes for a pattern mismatch, by the last key of its path.
+_PATTERN_FIXES = {
+    "ref": "write a fully qualified image name with a tag, e.g. hzcloud.local/orthanc:1.10.1-1",
+    "archive": "write the archive's path under the artifacts folder, e.g. images/orthanc-1.10.1-1.tar",
+    "version": "write a version such as 1.10.1 or 8.8.0-1",
+    "name": "use lowercase letters, digits and '-' (at most 32)",
+    "cpu": "write CPUs as 250m or 2",
+    "memory": "write memory as 512Mi or 2Gi",
+    "path": "write an absolute path such as /system",
+    "bucket": "use 3-63 lowercase letters, digits and '-'",
+    "prefix": "write a key prefix ending in ':', e.g. fhir:",
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
+    path: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
+    kind = err["type"]
+    what = str(err["msg"])
+    if kind == "missing":
+        what = "required key is missing"
+    elif kind == "extra_forbidden":
+        what = "unknown key"
+    elif kind == "string_pattern_mismatch":
+        what = f"invalid value {_shown(err['input'])}"
+    elif kind in ("model_type", "dict_type"):
+        what = f"expected a mapping of keys (got {_shown(err.get('input'))})"
+    elif "input" in err:
+        what = f"{what} (got {_shown(err['input'])})"
+    fix = _FIXES.get(kind, "correct the value")
+    if kind == "string_pattern_mismatch" and path:
+        last = str(path[-1])
+        if isinstance(path[-1], str) and len(path) >= 2 and path[-2] in ("entries", "env"):
+            last = "key"  # a pattern on a mapping's key, not a value
+        fix = _PATTERN_FIXES.get(last, fix)
+        if path[0] == "env":
+            fix = "write the variable's name in capitals, digits and '_'"
+        elif path[0] == "entries" and len(path) == 2:
+            fix = "write the entry file's path in the bundle folder, e.g. services/fhir.yaml"
+    return Problem(filename, _line(loaded, path), _dotted(path), what, fix)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], loaded: Loaded, filename: str, problems: list[Problem]) -> M | None:
+    try:
+        return model.model_validate(loaded.data)
+    except ValidationError as exc:
+        problems += [_field_problem(err, loaded, filename) for err in exc.errors()]
+        return None
+
+
+def _read(folder: Path, rel: str, cap: int, kind: str) -> Loaded:
+    raw, _ = read_in_folder(folder / rel, cap, kind=kind)
+    return load_yaml_bytes(raw, rel)
+
+
+def load_bundle(folder: Path) -> Bundle:
+    """Read and check a bundle folder; SiteError with every problem of every file at once."""
+    if folder.name == BUNDLE_FILE:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SiteError(
+            [
+                Problem(
+                    str(folder),
+                    None,
+                    "",
+                    "bundle folder not found",
+                    "give a bundle folder (bundle.yaml plus its entries), e.g. bundles/default",
+                )
+            ]
+        )
+    if not (folder / BUNDLE_FILE).is_file():
+        raise SiteError(
+            [
+                Problem(
+                    str(folder),
+                    None,
+                    "",
+                    f"no {BUNDLE_FILE} in this folder",
+                    "give a bundle folder (bundle.yaml plus its entries), e.g. bundles/default",
+                )
+            ]
+        )
+    problems: list[Problem] = []
+    top_loaded = _read(folder, BUNDLE_FILE, MAX_BUNDLE_BYTES, "a bundle file")
+    top = _parse(BundleFile, top_loaded, BUNDLE_FILE, problems)
+    if top is None:
+        raise SiteError(problems)
+    entries: dict[str, LoadedEntry] = {}
+    loaded_of: dict[str, Loaded] = {}
+    for name, rel in top.entries.items():
+        at = _line(top_loaded, ("entries", name))
+        if ".." in rel.split("/"):
+            problems.append(
+                Problem(BUNDLE_FILE, at, f"entries.{name}", "'..' is not allowed", _ENTRY_FIX)
+            )
+            continue
+        try:
+            loaded = _read(folder, rel, MAX_ENTRY_BYTES, "an entry file")
+        except SiteError as exc:
+            problems += [
+                Problem(BUNDLE_FILE, at, f"entries.{name}", f"{rel}: {p.what}", p.fix)
+                if p.line is None and p.file.endswith(rel.rsplit("/", 1)[-1])
+                else p
+                for p in exc.problems
+            ]
+            continue
+        entry = _parse(Entry, loaded, rel, problems)
+        if entry is None:
+            continue
+        if entry.name != name:
+            problems.append(
+                Problem(
+                    rel,
+                    _line(loaded, ("name",)),
+                    "name",
+                    f"is '{entry.name}' but bundle.yaml lists this file as entry '{name}'",
+                    "use the same name in both places",
+                )
+            )
+        offers = tuple(k for k, v in top.offers.items() if v == name)
+        entries[name] = LoadedEntry(entry, rel, offers)
+        loaded_of[name] = loaded
+    for service, name in top.offers.items():
+        if name not in top.entries:
+            problems.append(
+                Problem(
+                    BUNDLE_FILE,
+                    _line(top_loaded, ("offers", service)),
+                    f"offers.{service}",
+                    f"names entry '{name}', which is not in entries",
+                    f"use one of: {', '.join(top.entries)}",
+                )
+            )
+    for name in top.entries:
+        if name not in top.offers.values():
+            problems.append(
+                Problem(
+                    BUNDLE_FILE,
+                    _line(top_loaded, ("entries", name)),
+                    f"entries.{name}",
+                    "no name in offers picks this entry: no site can install it",
+                    f"add e.g. `{name}: {name}` under offers",
+                )
+            )
+    for name, le in entries.items():
+        problems += _entry_problems(le.entry, loaded_of[name], le.file, set(top.entries))
+    problems += _cycle_problems(entries, loaded_of)
+    if problems:
+        raise SiteError(problems)
+    return Bundle(top.name, top.version, top.description, folder, entries, dict(top.offers))
+
+
+_ENTRY_FIX = "write the entry file's path in the bundle folder, e.g. services/fhir.yaml"
+
+
+def _entry_problems(entry: Entry, loaded: Loaded, file: str, names: set[str]) -> list[Problem]:
+    out: list[Problem] = []
+
+    def add(path: KeyPath, what: str, fix: str) -> None:
+        out.append(Problem(file, _line(loaded, path), _dotted(path), what, fix))
+
+    needs = entry.needs
+
+    def check_refs(path: KeyPath, text: str, in_config: bool) -> None:
+        refs, bad = references(text)
+        for what in bad:
+            add(path, what, _REF_FIX)
+        for ref in refs:
+            parts = ref.text.split(".")
+            if parts[0] != "needs":
+                continue
+            if parts[1] == "secrets":
+                if parts[2] not in needs.secrets:
+                    add(
+                        path,
+                        f"'${{{ref.text}}}' names a secret the entry does not need",
+                        f"add {parts[2]} to needs.secrets",
+                    )
+            elif getattr(needs, parts[1]) is None:
+                add(
+                    path,
+                    f"'${{{ref.text}}}' refers to needs.{parts[1]}, which the entry does not declare",
+                    f"declare needs.{parts[1]}, or remove the reference",
+                )
+            if in_config and ref.secret:
+                add(
+                    path,
+                    f"'${{{ref.text}}}' is secret and a config file is not (it becomes a ConfigMap)",
+                    "pass it in env (a Kubernetes Secret) and read that variable from the file",
+                )
+
+    for i, cfg in enumerate(entry.config):
+        check_refs(("config", i, "content"), cfg.content, True)
+    for key, value in entry.env.items():
+        check_refs(("env", key), value, False)
+
+    seen: set[str] = set()
+    for i, img in enumerate(entry.images):
+        if img.name in seen:
+            add(
+                ("images", i, "name"),
+                f"image name '{img.name}' is used twice",
+                "give each image its own name",
+            )
+        seen.add(img.name)
+        # scripts/build-images' convention: hzcloud.local/NAME:TAG is images/NAME-TAG.tar
+        repo, tag = img.ref.rsplit(":", 1)
+        expected = f"images/{repo.rsplit('/', 1)[-1]}-{tag}.tar"
+        if img.archive != expected:
+            add(
+                ("images", i, "archive"),
+                f"{img.archive} does not match the image {img.ref}",
+                f"write {expected} (scripts/build-images names NAME:TAG images/NAME-TAG.tar)",
+            )
+    paths = [c.path for c in entry.config]
+    for i, p in enumerate(paths):
+        if paths.index(p) != i:
+            add(("config", i, "path"), f"{p} is written twice", "keep one file per path")
+
+    ports: set[int] = set()
+    tcp_names: list[str] = []
+    if needs.way_in is not None:
+        if needs.way_in.https is not None:
+            ports.add(needs.way_in.https)
+        outer: set[int] = set()
+        for i, t in enumerate(needs.way_in.tcp):
+            ports.add(t.target)
+            if t.name in tcp_names:
+                add(
+                    ("needs", "way_in", "tcp", i, "name"),
+                    f"'{t.name}' is used twice",
+                    "give each port its own name",
+                )
+            if t.port in outer:
+                add(
+                    ("needs", "way_in", "tcp", i, "port"),
+                    f"port {t.port} is used twice",
+                    "give each its own port",
+                )
+            if t.port in (80, 443):
+                add(
+                    ("needs", "way_in", "tcp", i, "port"),
+                    f"port {t.port} is the way in's own HTTP(S) port",
+                    "use needs.way_in.https for HTTPS, or another port",
+                )
+            tcp_names.append(t.name)
+            outer.add(t.port)
+        if needs.way_in.https is None and not needs.way_in.tcp:
+            add(
+                ("needs", "way_in"),
+                "offers neither https nor a tcp port",
+                "add https: PORT or tcp: [...]",
+            )
+    if len(set(needs.secrets)) != len(needs.secrets):
+        add(("needs", "secrets"), "a secret is listed twice", "list each secret once")
+
+    for kind in ("startup", "readiness", "liveness"):
+        probe: Probe | None = getattr(entry.probes, kind)
+        if probe is None:
+            continue
+        path: KeyPath = ("probes", kind)
+        if (probe.http is None) == (probe.tcp is None):
+            add(
+                path,
+                "a probe is either http or tcp",
+                "write one of http: {path, port} or tcp: {port}",
+            )
+            continue
+        port = probe.http.port if probe.http is not None else probe.tcp.port if probe.tcp else 0
+        if port not in ports:
+            add(
+                (*path, "http" if probe.http else "tcp", "port"),
+                f"port {port} is not a port the entry serves ({', '.join(map(str, sorted(ports))) or 'none'})",
+                "probe needs.way_in.https or a needs.way_in.tcp target",
+            )
+
+    for side in ("cpu", "memory"):
+        req = _quantity(getattr(entry.resources.requests, side))
+        lim = _quantity(getattr(entry.resources.limits, side))
+        if req > lim:
+            add(
+                ("resources", "requests", side),
+                f"request {getattr(entry.resources.requests, side)} is above the limit "
+                f"{getattr(entry.resources.limits, side)}",
+                "raise the limit or lower the request",
+            )
+
+    check_names: set[str] = set()
+    for i, chk in enumerate(entry.checks):
+        path = ("checks", i)
+        if chk.name in check_names:
+            add(
+                (*path, "name"),
+                f"check '{chk.name}' is listed twice",
+                "give each check its own name",
+            )
+        check_names.add(chk.name)
+        if (chk.http is None) == (chk.tcp is None):
+            add(
+                path,
+                "a check is either http or tcp",
+                "write one of http: {path, status} or tcp: {port}",
+            )
+        elif chk.http is not None and (needs.way_in is None or needs.way_in.https is None):
+            add(
+                (*path, "http"),
+                "an http check needs needs.way_in.https",
+                "declare needs.way_in.https",
+            )
+        elif chk.tcp is not None and chk.tcp.port not in tcp_names:
+            add(
+                (*path, "tcp", "port"),
+                f"'{chk.tcp.port}' is not a port in needs.way_in.tcp ({', '.join(tcp_names) or 'none'})",
+                "name one of needs.way_in.tcp",
+            )
+    ep_names = [e.name for e in entry.endpoints]
+    for i, ep in enumerate(entry.endpoints):
+        if ep_names.index(ep.name) != i or ep.name in tcp_names:
+            add(
+                ("endpoints", i, "name"),
+                f"endpoint name '{ep.name}' is used twice",
+                "give each endpoint its own name",
+            )
+    if entry.endpoints and (needs.way_in is None or needs.way_in.https is None):
+        add(("endpoints",), "https endpoints need needs.way_in.https", "declare needs.way_in.https")
+
+    for i, dep in enumerate(entry.depends_on):
+        if dep == entry.name:
+            add(("depends_on", i), "an entry cannot depend on itself", "remove it")
+        elif dep not in names:
+            add(
+                ("depends_on", i),
+                f"'{dep}' is not an entry of this bundle",
+                f"use one of: {', '.join(sorted(names - {entry.name})) or 'none'}",
+            )
+    return out
+
+
+def _quantity(text: str) -> float:
+    if text.endswith("m"):
+        return int(text[:-1]) / 1000
+    if text.endswith("Mi"):
+        return int(text[:-2]) * 2**20
+    if text.endswith("Gi"):
+        return int(text[:-2]) * 2**30
+    return float(text)
+
+
+def _cycle_problems(entries: dict[str, LoadedEntry], loaded: dict[str, Loaded]) -> list[Problem]:
+    # depends_on orders installs: a cycle has no order
+    out: list[Problem] = []
+    reported: set[str] = set()
+    for start in entries:
+        stack: list[tuple[str, tuple[str, ...]]] = [(start, (start,))]
+        while stack:
+            node, trail = stack.pop()
+            deps = entries[node].entry.depends_on if node in entries else []
+            for dep in deps:
+                if dep == start and start not in reported and len(trail) > 1:
+                    reported.update(trail)
+                    le = entries[start]
+                    out.append(
+                        Problem(
+                            le.file,
+                            _line(loaded[start], ("depends_on",)),
+                            "depends_on",
+                            f"entries depend on each other in a cycle: {' -> '.join((*trail, start))}",
+                            "break the cycle: one of them must start without the other",
+                        )
+                    )
+                elif dep not in trail and dep in entries:
+                    stack.append((dep, (*trail, dep)))
+    return out
+
+
+def bundle_for_site(site: Site, folder: Path | None = None) -> Bundle:
+    """The bundle a site installs from: bundle.folder (relative to the site folder) or the default."""
+    if site.bundle.folder is None:
+        return load_bundle(default_bundle_dir())
+    base = folder if folder is not None else Path.cwd()
+    return load_bundle(base / site.bundle.folder)
+
+
+def site_problems(site: Site, bundle: Bundle) -> list[tuple[KeyPath, str, str]]:
+    """What is wrong with the site's bundle.services against the bundle it installs from."""
+    out: list[tuple[KeyPath, str, str]] = []
+    picked: list[LoadedEntry] = []
+    for i, service in enumerate(site.bundle.services):
+        entry_name = bundle.offers.get(service)
+        if entry_name is None:
+            out.append(
+                (
+                    ("bundle", "services", i),
+                    f"unknown service '{service}': bundle {bundle.name} {bundle.version} does not offer it",
+                    f"use one of: {bundle.known()}",
+                )
+            )
+        elif bundle.entries[entry_name] not in picked:
+            picked.append(bundle.entries[entry_name])
+    services = site.services
+    off = {
+        "postgres": ("PostgreSQL", not services.postgres.enabled, "services.postgres"),
+        "redis": ("Redis", not services.redis.enabled, "services.redis"),
+        "s3": ("S3 (Ceph RGW)", not services.ceph.enabled, "services.ceph"),
+    }
+    for kind, (label, disabled, key) in off.items():
+        users = [le for le in picked if getattr(le.entry.needs, kind) is not None]
+        if disabled and users:
+            names = ", ".join(s for le in users for s in le.offers if s in site.bundle.services)
+            out.append(
+                (
+                    ("bundle", "services"),
+                    f"{names} need{'s' if ',' not in names else ''} {label}, which is disabled",
+                    f"enable {key} or remove {names} from bundle.services",
+                )
+            )
+    return out
+
+
+def entry_summary(bundle: Bundle, le: LoadedEntry, picked: set[str]) -> dict[str, Any]:
+    return {
+        "name": le.entry.name,
+        "version": le.entry.version,
+        "offers": list(le.offers),
+        "picked": [s for s in le.offers if s in picked],
+        "images": [i.ref for i in le.entry.images],
+    }
+
+
+def endpoints(entry: Entry) -> list[dict[str, Any]]:
+    """What the entry exposes on the way in; host is a name under the site's domain."""
+    way = entry.needs.way_in
+    if way is None:
+        return []
+    out: list[dict[str, Any]] = []
+    if way.https is not None:
+        out.append({"name": "https", "scheme": "https", "host": way.host, "port": 443, "path": "/"})
+        out += [
+            {"name": e.name, "scheme": "https", "host": way.host, "port": 443, "path": e.path}
+            for e in entry.endpoints
+        ]
+    out += [
+        {"name": t.name, "scheme": "tcp", "host": way.host, "port": t.port, "path": None}
+        for t in way.tcp
+    ]
+    return out
+
+
+def entry_detail(le: LoadedEntry) -> dict[str, Any]:
+    """Everything `bundle show` tells, as plain data (the --output json contract)."""
+    e = le.entry
+    return {
+        "name": e.name,
+        "version": e.version,
+        "description": e.description,
+        "file": le.file,
+        "offers": list(le.offers),
+        "images": [i.model_dump() for i in e.images],
+        "needs": e.needs.model_dump(exclude_none=True),
+        "endpoints": endpoints(e),
+        "env": {
+            k: {"value": v, "secret": any(r.secret for r in references(v)[0])}
+            for k, v in e.env.items()
+        },
+        "config": [c.path for c in e.config],
+        "probes": e.probes.model_dump(exclude_none=True),
+        "resources": e.resources.model_dump(),
+        "replicas": e.replicas,
+        "depends_on": list(e.depends_on),
+        "checks": [c.model_dump(exclude_none=True) for c in e.checks],
+    }
