@@ -348,7 +348,8 @@ def _shown(value: Any) -> str:
 
 
 def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
-    path: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
+    # pydantic names a mapping's key as (..., key, "[key]"): the key's own line is the place
+    path: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int) and p != "[key]")
     kind = err["type"]
     what = str(err["msg"])
     if kind == "missing":
@@ -363,14 +364,14 @@ def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
         what = f"{what} (got {_shown(err['input'])})"
     fix = _FIXES.get(kind, "correct the value")
     if kind == "string_pattern_mismatch" and path:
-        last = str(path[-1])
-        if isinstance(path[-1], str) and len(path) >= 2 and path[-2] in ("entries", "env"):
-            last = "key"  # a pattern on a mapping's key, not a value
-        fix = _PATTERN_FIXES.get(last, fix)
+        fix = _PATTERN_FIXES.get(str(path[-1]), fix)
         if path[0] == "env":
             fix = "write the variable's name in capitals, digits and '_'"
+        elif "[key]" in err["loc"]:
+            what = f"invalid name {_shown(err['input'])}"
+            fix = _PATTERN_FIXES["name"]
         elif path[0] == "entries" and len(path) == 2:
-            fix = "write the entry file's path in the bundle folder, e.g. services/fhir.yaml"
+            fix = _ENTRY_FIX
     return Problem(filename, _line(loaded, path), _dotted(path), what, fix)
 
 
@@ -427,16 +428,19 @@ def load_bundle(folder: Path) -> Bundle:
     loaded_of: dict[str, Loaded] = {}
     for name, rel in top.entries.items():
         at = _line(top_loaded, ("entries", name))
-        if ".." in rel.split("/"):
-            problems.append(
-                Problem(BUNDLE_FILE, at, f"entries.{name}", "'..' is not allowed", _ENTRY_FIX)
-            )
-            continue
         try:
             loaded = _read(folder, rel, MAX_ENTRY_BYTES, "an entry file")
         except SiteError as exc:
             problems += [
-                Problem(BUNDLE_FILE, at, f"entries.{name}", f"{rel}: {p.what}", p.fix)
+                Problem(
+                    BUNDLE_FILE,
+                    at,
+                    f"entries.{name}",
+                    f"{rel}: {p.what}",
+                    "write the entry's file, or correct its path here"
+                    if p.what == "file not found"
+                    else p.fix,
+                )
                 if p.line is None and p.file.endswith(rel.rsplit("/", 1)[-1])
                 else p
                 for p in exc.problems

@@ -156,7 +156,9 @@ def sites(draw: st.DrawFn, pins: bool = True) -> dict[str, Any]:
         ceph |= {"replicas": replicas, "min_size": draw(st.integers(1, replicas)), "mons": mons}
     bundle: list[str] = []
     if on["kubernetes"] and on["postgres"]:
-        bundle = draw(st.lists(st.sampled_from([str(b) for b in BundleService]), unique=True))
+        # imaging keeps its files in S3: the default bundle's entry needs Ceph (RGW)
+        offered = [str(b) for b in BundleService if on["ceph"] or b is not BundleService.IMAGING]
+        bundle = draw(st.lists(st.sampled_from(offered), unique=True))
     tenants = [
         {
             "name": f"t-{i}",
