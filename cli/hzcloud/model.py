@@ -131,6 +131,8 @@ class Ceph(_Model):
     replicas: Annotated[int, Field(ge=1, le=7)] = 3
     min_size: Annotated[int, Field(ge=1, le=7)] = 2
     mons: Annotated[int, Field(ge=1, le=7)] = 3
+    # free space (%) on a mon's disk below which Ceph warns; above 5, where mons stop
+    mon_data_avail_warn: Annotated[int, Field(ge=6, le=50)] = 15
 
 
 class Postgres(_Model):
