@@ -285,7 +285,9 @@ def _mount_subcommands() -> None:
 
     app.add_typer(lab_app, name="lab", help="The eight-node lab on this Linux host (nspawn).")
     app.add_typer(fleet_app, name="fleet", help="Many sites from one fleet.yaml, in waves.")
-    app.add_typer(bundle_app, name="bundle", help="The clinical service bundle: list, show, validate.")
+    app.add_typer(
+        bundle_app, name="bundle", help="The clinical service bundle: list, show, validate."
+    )
 
 
 _mount_subcommands()

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 JOURNAL_FILE = "journal.jsonl"
+# ~200 bytes a record, ~10 records a run: years of runs
+JOURNAL_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,15 @@ def append(state_dir: Path, record: PhaseRecord) -> None:
 
 
 def records(state_dir: Path) -> list[PhaseRecord]:
+    from hzcloud.siteyaml import read_in_folder
+
     path = _path(state_dir)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
+    # a regular file of the site folder only: a FIFO or a link to /dev/zero must not hang status
+    data_bytes, _ = read_in_folder(path, JOURNAL_MAX_BYTES, links=False, kind="the journal")
     out = []
-    for line in path.read_text().splitlines():
+    for line in data_bytes.decode(errors="replace").splitlines():
         try:
             data: dict[str, Any] = json.loads(line)
             out.append(PhaseRecord(**data))

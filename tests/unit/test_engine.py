@@ -147,3 +147,22 @@ def test_an_unavailable_phase_fails_alone_and_the_rest_of_the_graph_runs(
     latest = journal.latest(lab_site / "state")
     assert latest["bundle"].error["message"].startswith("not available yet")
     assert latest["verify"].status == "blocked"
+
+
+def test_status_refuses_a_journal_that_is_not_a_file(lab_site: Path) -> None:
+    """A FIFO where the journal should be: status says so at once instead of hanging."""
+    import os
+    import subprocess
+    import sys
+
+    state = lab_site / "state"
+    state.mkdir()
+    os.mkfifo(state / journal.JOURNAL_FILE)
+    res = subprocess.run(
+        [sys.executable, "-m", "hzcloud", "status", str(lab_site)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "journal.jsonl" in res.stderr and "Traceback" not in res.stderr
