@@ -181,7 +181,8 @@ def dry_run(plan: Plan, dry: DryRun, output: Output) -> None:
         out.print(f"[yellow]would fail[/] {name}: {escape(why)}")
     if dry.missing:
         out.print(
-            f"[yellow]missing[/] ({len(dry.missing)} files; `up` would stop before any host):"
+            f"[yellow]missing[/] ({len(dry.missing)} {'thing' if len(dry.missing) == 1 else 'things'};"
+            " `up` would stop before any host):"
         )
         for n in dry.missing:
             out.print(f"  {escape(n.what)}: {n.path}")
