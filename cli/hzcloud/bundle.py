@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from hzcloud.errors import Problem, SiteError
 from hzcloud.resources import resource
-from hzcloud.siteyaml import KeyPath, Loaded, load_yaml_bytes, read_in_folder
+from hzcloud.siteyaml import KeyPath, Loaded, dotted, load_yaml_bytes, read_in_folder
 
 if TYPE_CHECKING:
     from hzcloud.model import Site
@@ -299,20 +299,6 @@ _REF_FIX = (
 )
 
 
-def _dotted(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _line(loaded: Loaded, path: KeyPath) -> int | None:
-    for n in range(len(path), 0, -1):
-        if path[:n] in loaded.lines:
-            return loaded.lines[path[:n]]
-    return None
-
-
 _FIXES = {
     "missing": "add this key",
     "extra_forbidden": "remove it, or check its spelling against bundles/default/",
@@ -372,7 +358,7 @@ def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
             fix = _PATTERN_FIXES["name"]
         elif path[0] == "entries" and len(path) == 2:
             fix = _ENTRY_FIX
-    return Problem(filename, _line(loaded, path), _dotted(path), what, fix)
+    return Problem(filename, loaded.line_of(path), dotted(path), what, fix)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -427,7 +413,7 @@ def load_bundle(folder: Path) -> Bundle:
     entries: dict[str, LoadedEntry] = {}
     loaded_of: dict[str, Loaded] = {}
     for name, rel in top.entries.items():
-        at = _line(top_loaded, ("entries", name))
+        at = top_loaded.line_of(("entries", name))
         try:
             loaded = _read(folder, rel, MAX_ENTRY_BYTES, "an entry file")
         except SiteError as exc:
@@ -453,7 +439,7 @@ def load_bundle(folder: Path) -> Bundle:
             problems.append(
                 Problem(
                     rel,
-                    _line(loaded, ("name",)),
+                    loaded.line_of(("name",)),
                     "name",
                     f"is '{entry.name}' but bundle.yaml lists this file as entry '{name}'",
                     "use the same name in both places",
@@ -467,7 +453,7 @@ def load_bundle(folder: Path) -> Bundle:
             problems.append(
                 Problem(
                     BUNDLE_FILE,
-                    _line(top_loaded, ("offers", service)),
+                    top_loaded.line_of(("offers", service)),
                     f"offers.{service}",
                     f"names entry '{name}', which is not in entries",
                     f"use one of: {', '.join(top.entries)}",
@@ -478,7 +464,7 @@ def load_bundle(folder: Path) -> Bundle:
             problems.append(
                 Problem(
                     BUNDLE_FILE,
-                    _line(top_loaded, ("entries", name)),
+                    top_loaded.line_of(("entries", name)),
                     f"entries.{name}",
                     "no name in offers picks this entry: no site can install it",
                     f"add e.g. `{name}: {name}` under offers",
@@ -499,7 +485,7 @@ def _entry_problems(entry: Entry, loaded: Loaded, file: str, names: set[str]) ->
     out: list[Problem] = []
 
     def add(path: KeyPath, what: str, fix: str) -> None:
-        out.append(Problem(file, _line(loaded, path), _dotted(path), what, fix))
+        out.append(Problem(file, loaded.line_of(path), dotted(path), what, fix))
 
     needs = entry.needs
 
@@ -704,7 +690,7 @@ def _cycle_problems(entries: dict[str, LoadedEntry], loaded: dict[str, Loaded]) 
                     out.append(
                         Problem(
                             le.file,
-                            _line(loaded[start], ("depends_on",)),
+                            loaded[start].line_of(("depends_on",)),
                             "depends_on",
                             f"entries depend on each other in a cycle: {' -> '.join((*trail, start))}",
                             "break the cycle: one of them must start without the other",

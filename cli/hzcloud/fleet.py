@@ -39,7 +39,7 @@ from hzcloud.model import (
     cross_field_problems,
 )
 from hzcloud.plan import Plan, plan_site
-from hzcloud.siteyaml import KeyPath, Loaded, load_yaml, load_yaml_bytes
+from hzcloud.siteyaml import KeyPath, Loaded, dotted, load_yaml, load_yaml_bytes
 
 FLEET_FILE = "fleet.yaml"
 STATE_DIR = "state"  # beside fleet.yaml: per-site logs of `fleet up`
@@ -169,13 +169,6 @@ def fleet_file(path: Path) -> Path:
     return path / FLEET_FILE if path.is_dir() else path
 
 
-def _dotted(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
 class _Where:
     """Lines of one YAML file, for problems placed at a key path (or the nearest parent)."""
 
@@ -183,17 +176,13 @@ class _Where:
         self.name, self.loaded, self.base = name, loaded, base
 
     def line(self, path: KeyPath) -> int | None:
-        full = (*self.base, *path)
-        for n in range(len(full), 0, -1):
-            if full[:n] in self.loaded.lines:
-                return self.loaded.lines[full[:n]]
-        return None
+        return self.loaded.line_of((*self.base, *path))
 
     def has(self, path: KeyPath) -> bool:
         return (*self.base, *path) in self.loaded.lines
 
     def problem(self, path: KeyPath, what: str, fix: str) -> Problem:
-        return Problem(self.name, self.line(path), _dotted((*self.base, *path)), what, fix)
+        return Problem(self.name, self.line(path), dotted((*self.base, *path)), what, fix)
 
 
 def load_fleet(path: Path) -> Fleet:
@@ -408,12 +397,12 @@ def shared_settings(shared: Shared) -> list[tuple[str, KeyPath, Any]]:
     """The shared settings that are set: (fleet.yaml key, site.yaml key path, plain value)."""
     data = shared.model_dump(mode="json", exclude_none=True)
     out = []
-    for dotted, path in _SHARED_KEYS.items():
+    for key, path in _SHARED_KEYS.items():
         value: Any = data
-        for part in dotted.split("."):
+        for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if value is not None:
-            out.append((dotted, path, value))
+            out.append((key, path, value))
     return out
 
 
@@ -507,7 +496,7 @@ def _load_entry(
                         where.problem(
                             at,
                             f"is {_shown(have)}; fleet.yaml shared.{key} says {_shown(want)}",
-                            f"write {_dotted(at)}: {_shown(want)} into {name}, "
+                            f"write {dotted(at)}: {_shown(want)} into {name}, "
                             f"or remove shared.{key} from fleet.yaml",
                         )
                     )

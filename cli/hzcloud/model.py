@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hzcloud.errors import Problem, SiteError
-from hzcloud.siteyaml import KeyPath, Loaded, load_yaml
+from hzcloud.siteyaml import KeyPath, Loaded, dotted, load_yaml
 
 SITE_FILE = "site.yaml"
 MIN_SERVERS = 3
@@ -292,27 +292,12 @@ def parse_site(loaded: Loaded, filename: str = SITE_FILE, folder: Path | None = 
     except ValidationError as exc:
         raise SiteError([_field_problem(err, loaded, filename) for err in exc.errors()]) from None
     problems = [
-        Problem(filename, _line(loaded, path), _dotted(path), what, fix)
+        Problem(filename, loaded.line_of(path), dotted(path), what, fix)
         for path, what, fix in cross_field_problems(site) + _bundle_problems(site, folder)
     ]
     if problems:
         raise SiteError(problems)
     return site
-
-
-def _dotted(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _line(loaded: Loaded, path: KeyPath) -> int | None:
-    # Not down to the root: its line is the first key, unrelated to a missing top-level key.
-    for n in range(len(path), 0, -1):
-        if path[:n] in loaded.lines:
-            return loaded.lines[path[:n]]
-    return None
 
 
 _FIXES = {
@@ -386,7 +371,7 @@ def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
             fix = "write the device path, e.g. /dev/sdb"
     if kind in ("literal_error", "enum"):
         fix = f"use one of: {err.get('ctx', {}).get('expected', '')}".rstrip(": ")
-    return Problem(filename, _line(loaded, path), _dotted(path), what, fix)
+    return Problem(filename, loaded.line_of(path), dotted(path), what, fix)
 
 
 CrossProblem = tuple[KeyPath, str, str]
@@ -526,7 +511,7 @@ def _network_problems(site: Site) -> list[CrossProblem]:
             (pa, na), (pb, nb) = cidrs[a], cidrs[b]
             if na.overlaps(nb):
                 out.append(
-                    (pa, f"{na} overlaps {_dotted(pb)} {nb}", "choose networks that do not overlap")
+                    (pa, f"{na} overlaps {dotted(pb)} {nb}", "choose networks that do not overlap")
                 )
     names = [t.name for t in site.cloud.tenants]
     for i, t in enumerate(site.cloud.tenants):

@@ -34,6 +34,22 @@ class Loaded:
     data: dict[str, Any]
     lines: dict[KeyPath, int]
 
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line of a key path, or of its nearest parent in the file."""
+        # Not down to the root: its line is the first key, unrelated to a missing top-level key.
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.lines:
+                return self.lines[path[:n]]
+        return None
+
+
+def dotted(path: KeyPath) -> str:
+    """A key path as an operator writes it: servers[2].name."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
 
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses aliases, so an alias bomb can never expand."""
