@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from hzcloud import lab
 from hzcloud.commands.lab import app
+from hzcloud.lab.provider import _load
 from hzcloud.lab.spec import load_spec
 from hzcloud.resources import resource
 
@@ -142,38 +143,40 @@ def test_ssh_returns_the_command_exit_code(lab_site: Path) -> None:
     assert result.exit_code == 7
 
 
-def _leftovers() -> list[str]:
-    found = []
-    found += [
-        f"link {p.name}"
-        for p in Path("/sys/class/net").iterdir()
-        if p.name.startswith(("hzlab", "vb-lab", "vt-lab"))
-    ]
-    found += [f"netns {p.name}" for p in Path("/run/netns").glob("hz*")]
+def _leftovers(site: Path) -> list[str]:
+    """What this lab has on the host: its links, namespace, mounts, loops, processes, cgroups
+    and folders (found by its own names: other labs may run on the host at the same time)."""
+    names, _state = _load(site)
+    work = str(names.workdir)
+    machines = [s.name for s in names.spec.servers]
+    links = {names.bridge, names.cloud_bridge, names.tenant_veth}
+    links |= {f"{prefix}-{m}"[:15] for m in machines for prefix in ("vb", "vt")}
+    found = [f"link {p.name}" for p in Path("/sys/class/net").iterdir() if p.name in links]
+    found += [f"netns {p.name}" for p in Path("/run/netns").glob(names.tenant_netns)]
     found += [
         f"mount {line.split()[1]}"
         for line in Path("/proc/mounts").read_text().splitlines()
-        if "/var/lib/hzcloud/lab" in line
+        if work in line
     ]
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    found += [f"loop {line}" for line in loops.splitlines() if "/var/lib/hzcloud/lab" in line]
+    found += [f"loop {line}" for line in loops.splitlines() if work in line]
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if proc.name.isdigit() and "/var/lib/hzcloud/lab/" in cmdline:
+        if proc.name.isdigit() and work + "/" in cmdline:
             found.append(f"process {proc.name} {cmdline.replace(chr(0), ' ')[:80]}")
-    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob("*/hzcloud")]
-    found += [f"dir {p}" for p in Path("/var/lib/hzcloud/lab").glob("*/nodes")]
+    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/hzcloud/{names.workdir.name}")]
+    found += [f"dir {p}" for p in Path(work).glob("nodes")]
     return found
 
 
 @pytest.mark.lab_teardown
 def test_down_leaves_nothing_behind_and_up_again_is_fast(lab_site: Path) -> None:
-    assert _leftovers(), "the probe should see a running lab"
+    assert _leftovers(lab_site), "the probe should see a running lab"
     lab.down(lab_site)
-    assert _leftovers() == []
+    assert _leftovers(lab_site) == []
     assert all(n.state == "stopped" for n in lab.status(lab_site).nodes)
     assert not lab.down(lab_site).changed
 
