@@ -63,3 +63,18 @@ def read_only_site() -> Iterator[Path]:
     finally:
         (top / "site").chmod(0o755)
         shutil.rmtree(top)
+
+
+# A site whose servers refuse SSH (loopback, port 1): an operation against it fails (exit 1)
+# without any host being touched.
+REFUSING_SITE = """\
+hospital: {name: Refusing, code: rf}
+ssh: {port: 1, key: keys/none}
+servers:
+  - {name: rf-01, address: 127.0.0.21, disks: [/dev/vdb]}
+  - {name: rf-02, address: 127.0.0.22, disks: [/dev/vdb]}
+  - {name: rf-03, address: 127.0.0.23, disks: [/dev/vdb]}
+networks: {management: 127.0.0.0/24}
+services: {kubernetes: {enabled: false}}
+bundle: {services: []}
+"""

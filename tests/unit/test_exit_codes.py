@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import REFUSING_SITE
 from test_hostile import snapshot
 
 from hzcloud.model import load_site
@@ -23,18 +24,6 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SITE = ROOT / "inventories" / "lab" / "site.yaml"
-
-REFUSING_SITE = """\
-hospital: {name: Refusing, code: rf}
-ssh: {port: 1, key: keys/none}
-servers:
-  - {name: rf-01, address: 127.0.0.21, disks: [/dev/vdb]}
-  - {name: rf-02, address: 127.0.0.22, disks: [/dev/vdb]}
-  - {name: rf-03, address: 127.0.0.23, disks: [/dev/vdb]}
-networks: {management: 127.0.0.0/24}
-services: {kubernetes: {enabled: false}}
-bundle: {services: []}
-"""
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+from conftest import REFUSING_SITE
 
 from hzcloud.errors import SiteError, UsageError
 from hzcloud.secrets import GENERATED, ensure_secrets, read_secrets
@@ -167,18 +168,6 @@ def test_new_secret_makes_only_the_keys_named(site: Path, hz: Hz) -> None:
     assert len(after["redis_password"]) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in site.iterdir()) == ["pki", "secrets.yaml", "site.yaml", "state"]
-
-
-REFUSING_SITE = """\
-hospital: {name: Refusing, code: rf}
-ssh: {port: 1, key: keys/none}
-servers:
-  - {name: rf-01, address: 127.0.0.21, disks: [/dev/vdb]}
-  - {name: rf-02, address: 127.0.0.22, disks: [/dev/vdb]}
-  - {name: rf-03, address: 127.0.0.23, disks: [/dev/vdb]}
-networks: {management: 127.0.0.0/24}
-services: {kubernetes: {enabled: false}}
-"""
 
 
 def test_new_secret_on_up(site: Path, hz: Hz) -> None:
