@@ -164,6 +164,12 @@ def up(
     failures: list[Failure] = []
     by_name = {p.name: p for p in chosen}
     pending = [p.name for p in chosen]
+    changes: dict[str, list[str]] = {}
+
+    def tell(ev: Event) -> None:  # what changed is kept for the journal and the report
+        if ev.kind == "changed":
+            changes.setdefault(ev.phase, []).append(f"{ev.host}: {ev.task}")
+        on_event(ev)
 
     def finish(name: str, status: str, start: float, error: dict[str, str]) -> None:
         rec = journal.PhaseRecord(
@@ -172,11 +178,12 @@ def up(
         journal.append(state, rec)
         records[name] = rec
 
+    named = set(only or ())  # a phase the operator names runs, even when it was done before
     for name in list(pending):
-        if name in resumed and name not in ("preflight", "verify"):
+        if name in resumed and name not in ("preflight", "verify") and name not in named:
             finish(name, "skipped", time.time(), {"note": "done in the interrupted run"})
             pending.remove(name)
-            on_event(Event(name, "phase-skipped", detail="done before; resuming"))
+            tell(Event(name, "phase-skipped", detail="done before; resuming"))
 
     def run_one(phase: Phase) -> PhaseResult:
         spec = registry.phase(phase.name)
@@ -184,14 +191,14 @@ def up(
         journal.append(
             state, journal.PhaseRecord(run_id, phase.name, "running", start, plan_hash=phash)
         )
-        on_event(Event(phase.name, "phase-start"))
+        tell(Event(phase.name, "phase-start"))
         try:
             if spec.unavailable:
                 raise HzError(spec.unavailable)
-            result = run_phase(spec, ctx, on_event)
+            result = run_phase(spec, ctx, tell)
         except HzError as exc:
             message = exc.what + (f": {exc.cause}" if exc.cause else "")
-            on_event(Event(phase.name, "failed", detail=message))
+            tell(Event(phase.name, "failed", detail=message))
             result = PhaseResult(
                 phase.name, False, 0, time.time() - start, failures=(Failure("", "", message),)
             )
@@ -207,10 +214,11 @@ def up(
             result.hosts,
             {"host": first.host, "task": first.task, "message": first.message} if first else {},
             phash,
+            changes.get(phase.name, []),
         )
         journal.append(state, rec)
         records[phase.name] = rec
-        on_event(Event(phase.name, "phase-end", detail="ok" if result.ok else "failed"))
+        tell(Event(phase.name, "phase-end", detail="ok" if result.ok else "failed"))
         return result
 
     def blocked_by(name: str) -> list[str]:
@@ -226,7 +234,7 @@ def up(
                     pending.remove(name)
                     note = f"not run: needs {', '.join(blockers)}, which did not complete"
                     finish(name, "blocked", time.time(), {"note": note})
-                    on_event(Event(name, "phase-blocked", detail=note))
+                    tell(Event(name, "phase-blocked", detail=note))
                     continue
                 deps = [d for d in by_name[name].depends_on if d in by_name]
                 if all(d in records for d in deps):

@@ -26,6 +26,8 @@ class PhaseRecord:
     hosts: dict[str, dict[str, int]] = field(default_factory=dict)
     error: dict[str, str] = field(default_factory=dict)
     plan_hash: str = ""
+    # what changed, as "host: task" (Pulumi: "pulumi: create <type> <name>"), in order
+    changes: list[str] = field(default_factory=list)
 
 
 def status_view(record: PhaseRecord) -> dict[str, Any]:

@@ -201,6 +201,7 @@ def up_summary(result: UpResult, output: Output, found: list[Endpoint]) -> None:
                         "name": r.phase,
                         "status": r.status,
                         "changed": r.changed,
+                        "changes": r.changes,
                         "seconds": r.seconds,
                         "error": r.error or None,
                     }

@@ -71,7 +71,7 @@ def test_second_up_changes_nothing_anywhere(whole_site: dict[str, Any]) -> None:
     rc, data = up_all(whole_site["site"])
     print(f"\nsecond whole-site up: {time.monotonic() - t0:.0f} s: {summary(data)}")
     assert rc == 0, json.dumps(data, indent=2)
-    assert {p["name"]: p["changed"] for p in data["phases"] if p["changed"]} == {}
+    assert {p["name"]: p["changes"] for p in data["phases"] if p["changed"]} == {}
     assert all(p["status"] == "ok" for p in data["phases"]), summary(data)
 
 
@@ -93,7 +93,7 @@ def test_restart_every_node_then_up_changes_nothing(whole_site: dict[str, Any]) 
     rc, data = up_all(site)
     print(f"\nup after every node restarted: {time.monotonic() - t0:.0f} s: {summary(data)}")
     assert rc == 0, json.dumps(data, indent=2)
-    assert {p["name"]: p["changed"] for p in data["phases"] if p["changed"]} == {}
+    assert {p["name"]: p["changes"] for p in data["phases"] if p["changed"]} == {}
     check_postgres_tls(site)
     check_kubernetes_api(site)
     assert pki.fingerprint(pki.ca_cert_path(site)) == whole_site["ca"]

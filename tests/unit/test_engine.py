@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,43 @@ def test_an_unavailable_phase_fails_alone_and_the_rest_of_the_graph_runs(
     latest = journal.latest(lab_site / "state")
     assert latest["bundle"].error["message"].startswith("not available yet")
     assert latest["verify"].status == "blocked"
+
+
+def test_a_phase_named_with_only_runs_even_when_the_failed_run_finished_it(
+    lab_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify failed after platform completed: `--only platform,verify` runs platform again
+    (the operator asks for it), and what it changed is kept per task in the journal."""
+    from hzcloud.outcome import Event
+
+    loaded = load(lab_site)
+    for name in ("preflight", "base", "storage", "data", "kubernetes", "platform"):
+        journal.append(
+            lab_site / "state", rec("1", name, "ok", engine_module.plan_hash(loaded.plan))
+        )
+    journal.append(
+        lab_site / "state", rec("1", "verify", "failed", engine_module.plan_hash(loaded.plan))
+    )
+    ran: list[str] = []
+
+    def fake_run(
+        phase: registry.Phase, ctx: object, on_event: Callable[[Event], None]
+    ) -> PhaseResult:
+        ran.append(phase.name)  # stands in for the executors: no host here
+        on_event(Event(phase.name, "changed", "pulumi", f"create thing {phase.name}"))
+        return PhaseResult(phase.name, True, 1, 0.0)
+
+    monkeypatch.setattr(engine_module, "run_phase", fake_run)
+    monkeypatch.setattr(engine_module, "check_needs", lambda _l, _c: None)
+    result = up(loaded, ["platform", "verify"], lambda _e: None, prepare=lambda _l: None)
+    assert ran == ["platform", "verify"]
+    assert [r.changes for r in result.records] == [
+        ["pulumi: create thing platform"],
+        ["pulumi: create thing verify"],
+    ]
+    assert journal.latest(lab_site / "state")["platform"].changes == [
+        "pulumi: create thing platform"
+    ]
 
 
 def test_status_refuses_a_journal_that_is_not_a_file(lab_site: Path) -> None:

@@ -137,9 +137,11 @@ def run_pulumi(
             res = stack.preview(on_event=handle, color="never")
             changes = res.change_summary or {}
         else:
-            res = stack.up(on_event=handle, color="never")
+            # refreshed first: what the program made may have gone under it (a rebuilt
+            # cluster, a deleted bucket), and only the real world says what is missing
+            res = stack.up(on_event=handle, color="never", refresh=True)
             changes = res.summary.resource_changes or {}
-        changed = sum(int(n) for op, n in changes.items() if op != "same")
+        changed = sum(int(n) for op, n in changes.items() if op not in ("same", "refresh"))
         return PhaseResult(phase, True, changed, time.monotonic() - started)
     except auto.CommandError as exc:
         text = str(exc).strip().splitlines()
@@ -186,13 +188,13 @@ def _translate(phase: str, ev: Any, on_event: OnEvent, failures: list[Failure]) 
     if ev.resource_pre_event is not None:
         meta = ev.resource_pre_event.metadata
         name = str(meta.urn).rsplit("::", 1)[-1]
-        if str(meta.op).lower().endswith("same"):
+        if _op(meta.op) in QUIET_OPS:
             return
         on_event(Event(phase, "task", task=f"{_op(meta.op)} {meta.type} {name}"))
     elif ev.res_outputs_event is not None:
         meta = ev.res_outputs_event.metadata
         name = str(meta.urn).rsplit("::", 1)[-1]
-        if not str(meta.op).lower().endswith("same"):
+        if _op(meta.op) not in QUIET_OPS:
             on_event(Event(phase, "changed", "pulumi", f"{_op(meta.op)} {meta.type} {name}"))
     elif ev.res_op_failed_event is not None:
         meta = ev.res_op_failed_event.metadata
@@ -205,5 +207,9 @@ def _translate(phase: str, ev: Any, on_event: OnEvent, failures: list[Failure]) 
         on_event(Event(phase, "failed", "pulumi", ev.diagnostic_event.urn or "", msg[:200]))
 
 
+# a resource found as the program wants it: no change to report
+QUIET_OPS = ("same", "refresh", "read")
+
+
 def _op(op: Any) -> str:
-    return str(getattr(op, "value", op)).lower()
+    return str(getattr(op, "value", op)).lower().rsplit(".", 1)[-1]
