@@ -32,6 +32,15 @@ MAX_SERVERS = 64
 
 Hostname = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
+# a DNS domain of two labels or more, lowercase (hospital.domain)
+Domain = Annotated[
+    str,
+    StringConstraints(
+        min_length=4,
+        max_length=200,
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$",
+    ),
+]
 
 
 def _text_only(value: Any) -> Any:
@@ -100,6 +109,13 @@ class _Model(BaseModel):
 class Hospital(_Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)]
     code: Code
+    # the DNS domain of the site's names: pods resolve postgres.<domain>, redis.<domain>,
+    # s3.<domain>; the way in serves https://<service>.<domain>/; none: <code>.internal
+    domain: Domain | None = None
+
+    @property
+    def site_domain(self) -> str:
+        return self.domain or f"{self.code}.internal"
 
 
 class Ssh(_Model):
@@ -119,6 +135,9 @@ class Networks(_Model):
     management: Network
     postgres_vip: Address | None = None
     kubernetes_vip: Address | None = None
+    # the way in: HTTPS and TCP entry points for the hospital network on the gateway node(s)
+    # (keepalived moves it); none: the first gateway's own address
+    ingress_vip: Address | None = None
     pod_cidr: Network = IPv4Network("10.42.0.0/16")
     service_cidr: Network = IPv4Network("10.43.0.0/16")
     ntp: list[str] = []
@@ -334,6 +353,7 @@ _PATTERN_FIXES = {
     "credentials": "name its secrets.yaml keys' prefix: lowercase letters, digits and '_', "
     "e.g. tenant_dr for tenant_dr_access_key and tenant_dr_secret_key",
     "bucket": "use 3-63 lowercase letters, digits and '-', e.g. hz-stgeorge-backup",
+    "domain": "write a lowercase DNS domain, e.g. stgeorge.example-health.org",
 }
 
 
@@ -479,7 +499,7 @@ def _network_problems(site: Site) -> list[CrossProblem]:
             )
     servers_by_addr = {s.address: s.name for s in site.servers}
     vips: dict[IPv4Address, str] = {}
-    for key in ("postgres_vip", "kubernetes_vip"):
+    for key in ("postgres_vip", "kubernetes_vip", "ingress_vip"):
         vip = getattr(net, key)
         if vip is None:
             continue

@@ -64,7 +64,7 @@ def test_validate_bad(hz: Hz, tmp_path: Path) -> None:
     assert result.stdout == ""
     assert result.stderr == (
         "error: 1 problem in the site files; nothing was changed\n"
-        "  • site.yaml:33 services.ceph.min_size: min_size 4 is larger than replicas 3\n"
+        "  • site.yaml:34 services.ceph.min_size: min_size 4 is larger than replicas 3\n"
         "      fix: set min_size to at most replicas (usually replicas - 1)\n"
     )
 
