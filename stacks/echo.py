@@ -12,22 +12,29 @@ import pulumi_kubernetes as k8s
 class EchoArgs:
     kubeconfig: str
     # as imported into containerd from <artifacts>/images (scripts/build-images)
-    image: str = "hzcloud.local/hzcloud-echo:0.1.0"
+    image: str = "hzcloud.local/hzcloud-echo:0.2.0"
     namespace: str = "hz-echo"
     replicas: int = 2
     port: int = 8080
+    # on the way in: the Service is a NodePort with this port on every node (hzcloud.wayin)
+    node_port: int | None = None
 
 
 class EchoService(pulumi.ComponentResource):
     """A tiny HTTP service that answers with its pod's name: proves scheduling and networking."""
 
     def __init__(
-        self, name: str, args: EchoArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: EchoArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        provider: k8s.Provider | None = None,
     ) -> None:
         super().__init__("hzcloud:test:EchoService", name, None, opts)
-        provider = k8s.Provider(
-            f"{name}-k8s", kubeconfig=args.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
-        )
+        if provider is None:
+            provider = k8s.Provider(
+                f"{name}-k8s", kubeconfig=args.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
+            )
         child = pulumi.ResourceOptions(parent=self, provider=provider)
         labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "hzcloud"}
         ns = k8s.core.v1.Namespace(
@@ -70,9 +77,13 @@ class EchoService(pulumi.ComponentResource):
             f"{name}-svc",
             metadata=meta,
             spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
+                type="ClusterIP" if args.node_port is None else "NodePort",
                 selector=labels,
-                ports=[k8s.core.v1.ServicePortArgs(port=80, target_port=args.port, name="http")],
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        port=80, target_port=args.port, name="http", node_port=args.node_port
+                    )
+                ],
             ),
             opts=child,
         )

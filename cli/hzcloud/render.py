@@ -5,16 +5,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
 
-from hzcloud import phases
+from hzcloud import phases, wayin
 from hzcloud.model import Role, Site
 from hzcloud.phases.data import redis_master_name
+from hzcloud.phases.kubernetes import cluster_dns_ip
 from hzcloud.pki import ensure_pki, pki_dir
 from hzcloud.plan import Plan
 from hzcloud.resources import resource
@@ -64,6 +65,7 @@ def _context(site: Site, plan: Plan, site_dir: Path, state_dir: Path) -> dict[st
         "pki_dir": str(pki_dir(site_dir)),
         "pod_subnets": _pod_subnets(site, plan),
         "api_service_ip": str(next(site.networks.service_cidr.hosts())),
+        "cluster_dns_ip": cluster_dns_ip(site),
         "state_dir": str(state_dir),
         "ssh_key": str(ssh_key_path(site, site_dir)),
         "groups": groups,
@@ -80,6 +82,12 @@ def _context(site: Site, plan: Plan, site_dir: Path, state_dir: Path) -> dict[st
                 "subnet": str(t.subnet),
             }
             for t in site.cloud.tenants
+        ],
+        "way_in_routes": [asdict(r) for r in wayin.routes(site, plan, site_dir)],
+        "way_in_nodes": [
+            {"name": n.name, "address": n.address}
+            for n in plan.nodes
+            if {"k8s-server", "k8s-agent"} & set(n.roles)
         ],
         "forks": max(10, len(plan.nodes) * 2),
         "strategy_plugins": _mitogen_strategies(),

@@ -110,7 +110,10 @@ def run_checks(
     checks = [c for group in per_node for c in group]
     unreachable = {c.host for c in checks if c.name == "reachable"}
     if not unreachable:
-        ctx = phases.CheckContext(hosts, plan, secrets, deployed)
+        from hzcloud.model import load_site
+
+        site_dir = state_dir.parent
+        ctx = phases.CheckContext(hosts, plan, secrets, deployed, load_site(site_dir), site_dir)
         for phase in phases.REGISTRY:  # each deployed phase's own checks, in the graph's order
             if phase.name in deployed and phase.checks is not None:
                 checks += _stopped_or("", lambda p=phase: p.checks(ctx))  # type: ignore[misc]

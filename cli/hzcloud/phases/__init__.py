@@ -82,6 +82,8 @@ class CheckContext:
     plan: Plan
     secrets: dict[str, str]
     deployed: set[str]
+    site: Site | None = None
+    site_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def _registry() -> tuple[Phase, ...]:
         bundle,
         cloud,
         data,
+        ingress,
         kubernetes,
         platform,
         preflight,
@@ -133,6 +136,7 @@ def _registry() -> tuple[Phase, ...]:
         storage.PHASE,
         data.PHASE,
         kubernetes.PHASE,
+        ingress.PHASE,
         platform.PHASE,
         cloud.PHASE,
         bundle.PHASE,

@@ -27,8 +27,16 @@ NODE_BINARIES = ("kubelet", "kube-proxy")
 # images every node imports into containerd (scripts/build-images makes them)
 IMAGES = (
     {"file": "images/pause-3.10.2.tar", "ref": "hzcloud.local/pause:3.10.2"},
-    {"file": "images/hzcloud-echo-0.1.0.tar", "ref": "hzcloud.local/hzcloud-echo:0.1.0"},
+    {"file": "images/hzcloud-echo-0.2.0.tar", "ref": "hzcloud.local/hzcloud-echo:0.2.0"},
+    {"file": "images/coredns-1.15.0.tar", "ref": "hzcloud.local/coredns:1.15.0"},
 )
+ECHO_IMAGE = IMAGES[1]["ref"]
+COREDNS_IMAGE = IMAGES[2]["ref"]
+
+
+def cluster_dns_ip(site: Site) -> str:
+    """The cluster DNS Service's address: the tenth of service_cidr (the first is the API's)."""
+    return str(site.networks.service_cidr[10])
 
 
 def _needs(site: Site, site_dir: Path) -> list[Need]:

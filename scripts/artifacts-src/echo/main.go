@@ -1,11 +1,14 @@
 // hzcloud-echo is the lab's test service: GET / answers "hzcloud-echo <hostname>", so a test can
-// see which pod answered; GET /healthz answers "ok" for probes. Static, no dependencies.
+// see which pod answered; GET /healthz answers "ok" for probes; GET /resolve?name=NAME answers
+// the addresses the pod's resolver finds for NAME (the cluster DNS, through the pod's
+// resolv.conf and its search domains), one per line, or 404. Static, no dependencies.
 package main
 
 import (
 	"context"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -29,6 +32,23 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/resolve", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("name")
+		if name == "" {
+			http.Error(w, "resolve?name=NAME", http.StatusBadRequest)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupHost(ctx, name)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		for _, a := range addrs {
+			fmt.Fprintln(w, a)
+		}
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "hzcloud-echo %s\n", hostname)
