@@ -24,6 +24,7 @@ ALL_PHASES = (
     "storage",
     "data",
     "kubernetes",
+    "ingress",
     "platform",
     "cloud",
     "bundle",
@@ -54,10 +55,11 @@ FULL_PHASES = [
     ("storage", ("base",)),
     ("data", ("base",)),
     ("kubernetes", ("base",)),
+    ("ingress", ("base",)),
     ("platform", ("kubernetes",)),
     ("cloud", ("base",)),
     ("bundle", ("storage", "data", "kubernetes", "cloud")),
-    ("verify", ("storage", "data", "kubernetes", "platform", "cloud", "bundle")),
+    ("verify", ("storage", "data", "kubernetes", "ingress", "platform", "cloud", "bundle")),
 ]
 # The lab: no tenant and no bundle yet (their phases are not in this build).
 LAB_PHASES = [
@@ -66,8 +68,9 @@ LAB_PHASES = [
     ("storage", ("base",)),
     ("data", ("base",)),
     ("kubernetes", ("base",)),
+    ("ingress", ("base",)),
     ("platform", ("kubernetes",)),
-    ("verify", ("storage", "data", "kubernetes", "platform")),
+    ("verify", ("storage", "data", "kubernetes", "ingress", "platform")),
 ]
 
 
@@ -88,6 +91,7 @@ def test_sample_hospital_has_the_lab_shape() -> None:
     assert [(p.name, p.depends_on) for p in plan.phases] == FULL_PHASES
     assert [p.executor for p in plan.phases] == [
         "paramiko",
+        "ansible",
         "ansible",
         "ansible",
         "ansible",
@@ -118,9 +122,10 @@ def test_disabled_services_have_no_roles_and_no_phases() -> None:
         ("base", ("preflight",)),
         ("data", ("base",)),
         ("kubernetes", ("base",)),
+        ("ingress", ("base",)),
         ("platform", ("kubernetes",)),
         ("bundle", ("data", "kubernetes")),
-        ("verify", ("data", "kubernetes", "platform", "bundle")),
+        ("verify", ("data", "kubernetes", "ingress", "platform", "bundle")),
     ]
     roles = {r for n in plan.nodes for r in n.roles}
     assert roles == {"etcd", "postgres", "k8s-server", "k8s-agent", "gateway"}
@@ -296,6 +301,7 @@ def check_disabled_services_have_no_role_and_no_phase(site: Site, plan: Plan) ->
         "storage": svc.ceph.enabled,
         "data": svc.postgres.enabled or svc.redis.enabled,
         "kubernetes": svc.kubernetes.enabled,
+        "ingress": svc.kubernetes.enabled,
         "platform": svc.kubernetes.enabled,
         "cloud": bool(site.cloud.tenants),
         "bundle": bool(site.bundle.services),

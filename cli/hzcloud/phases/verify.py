@@ -8,5 +8,5 @@ PHASE = Phase(
     name="verify",
     description="checks that prove the site works",
     executor="testinfra",
-    depends_on=("storage", "data", "kubernetes", "platform", "cloud", "bundle"),
+    depends_on=("storage", "data", "kubernetes", "ingress", "platform", "cloud", "bundle"),
 )
