@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import shlex
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +88,18 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float = 15) -> tuple
     return rc, text + err.read().decode(errors="replace") if rc else text
 
 
+def _reason(exc: Exception) -> str:
+    """Why a connection failed, in words (paramiko says "[Errno None] Unable to connect")."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        errors = {e.errno for e in exc.errors.values() if isinstance(e, OSError)}
+        if errno.ECONNREFUSED in errors:
+            return "connection refused (is sshd running and on that port?)"
+        return "no route or no answer (is the server on and the address right?)"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "no answer in time (is the server on, and the address right?)"
+    return str(exc) or type(exc).__name__
+
+
 def check_node(
     node: NodePlan, site: Site, site_dir: Path, known_hosts: Path, timeout: float = 10
 ) -> list[Finding]:
@@ -109,7 +123,7 @@ def check_node(
         add("ssh", False, f"key {ssh_key_path(site, site_dir)} refused for user {site.ssh.user}")
         return found
     except (OSError, paramiko.SSHException) as exc:
-        add("ssh", False, f"cannot reach {node.address}:{site.ssh.port}: {exc}")
+        add("ssh", False, f"cannot reach {node.address}:{site.ssh.port}: {_reason(exc)}")
         return found
     try:
         add("ssh", True, f"{site.ssh.user}@{node.address}")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from hzcloud import journal
 from hzcloud.executors import RunContext
-from hzcloud.outcome import Event, Failure, OnEvent, PhaseResult
+from hzcloud.outcome import Check, Event, Failure, OnEvent, PhaseResult
 
 if TYPE_CHECKING:
     from hzcloud.phases import Phase
@@ -20,11 +20,12 @@ def run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
     done = {n for n, r in journal.latest(ctx.state_dir).items() if r.status in ("ok", "skipped")}
     checks = run_checks(ctx.plan, ctx.state_dir, done)
     for c in checks:
-        said = c.detail if c.passed else f"expected {c.expected}, seen {c.detail}"
+        said = c.detail if c.passed else _why(c)
         on_event(Event(phase.name, "ok" if c.passed else "failed", c.host, c.name, said))
-    fails = tuple(
-        Failure(c.host, c.name, f"expected {c.expected}, seen {c.detail}")
-        for c in checks
-        if not c.passed
-    )
+    fails = tuple(Failure(c.host, c.name, _why(c)) for c in checks if not c.passed)
     return PhaseResult(phase.name, not fails, 0, time.monotonic() - started, failures=fails)
+
+
+def _why(check: Check) -> str:
+    """What a failed check saw (and what it wanted, where the check says)."""
+    return f"expected {check.expected}, seen {check.detail}" if check.expected else check.detail
