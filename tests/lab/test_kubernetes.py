@@ -183,3 +183,152 @@ def test_destroy_removes_it_all_and_up_brings_it_back(echo_up: tuple[Path, dict[
         time.sleep(2)
     back = hzrun.up_json(site, "platform")[1]["phases"]
     assert back[0]["status"] == "ok" and back[0]["changed"] >= 5, back
+
+
+# --- Drills: a server's and an agent's power cut (`hzcloud lab kill`: init SIGKILLed, no word to
+# the peers), seen by kubectl through the API VIP. The settings they prove are the role's
+# defaults (README, "Kubernetes"): leader Lease 6 s / renew 4 s / retry 1 s; a node NotReady
+# after 20 s without a status; its pods evicted 10 s after that.
+API_VIP_MOVE_MAX = 15.0  # seconds from the power cut to `kubectl get nodes` answering again
+POD_EVICTION_MAX = 75.0  # grace 20 s + tolerations 10 s + rescheduling, with room for a busy CI
+
+
+def kubectl_try(site: Path, *args: str, timeout: float = 3) -> subprocess.CompletedProcess[str]:
+    """kubectl through the site kubeconfig's current context (the API VIP), never raising."""
+    artifacts = site / load_site(site).artifacts
+    try:
+        return subprocess.run(
+            [
+                str(artifacts / "bin" / "kubectl"),
+                f"--kubeconfig={site / 'kubeconfig'}",
+                f"--request-timeout={timeout:.0f}s",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 5,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, 124, "", "timed out")
+
+
+def vip_holder(site: Path) -> str | None:
+    """The server holding the API VIP: the kube-controller-manager Lease's holder."""
+    res = kubectl_try(
+        site,
+        "-n",
+        "kube-system",
+        "get",
+        "lease",
+        "kube-controller-manager",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    )
+    return res.stdout.split("_")[0] if res.returncode == 0 and res.stdout else None
+
+
+def ready_nodes(site: Path) -> set[str]:
+    res = kubectl_try(site, "get", "nodes", "-o", "json", timeout=5)
+    if res.returncode != 0:
+        return set()
+    return {
+        n["metadata"]["name"]
+        for n in json.loads(res.stdout)["items"]
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+    }
+
+
+def echo_pods(site: Path) -> list[dict[str, Any]]:
+    """The echo canary's live pods (not terminating): name, node, running and ready."""
+    res = kubectl_try(site, "-n", "hz-echo", "get", "pods", "-o", "json", timeout=5)
+    if res.returncode != 0:
+        return []
+    return [
+        {
+            "name": p["metadata"]["name"],
+            "node": p["spec"].get("nodeName"),
+            "ready": p["status"].get("phase") == "Running"
+            and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}]),
+        }
+        for p in json.loads(res.stdout)["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def all_nodes(site: Path) -> set[str]:
+    plan = json.loads(_hz("plan", str(site)))
+    return {n["name"] for n in plan["nodes"] if {"k8s-server", "k8s-agent"} & set(n["roles"])}
+
+
+@pytest.fixture(scope="module")
+def drills(echo_up: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
+    """Figures of the drills, shared with the last test (the re-run after the nodes return)."""
+    site, _ = echo_up
+    want = all_nodes(site)
+    hzrun.wait_for("every node Ready", lambda: ready_nodes(site) >= want, 120, every=2)
+    return {"site": site, "want": want, "killed": []}
+
+
+def test_api_vip_holders_power_cut_kubectl_answers_within_15s(drills: dict[str, Any]) -> None:
+    site: Path = drills["site"]
+    holder = hzrun.wait_for("the controller-manager Lease's holder", lambda: vip_holder(site), 30)
+    assert kubectl_try(site, "get", "nodes").returncode == 0
+    t_kill = time.monotonic()
+    hzrun.lab_verb(site, "kill", holder)
+    drills["killed"].append(holder)
+    tries = 0
+    while True:
+        tries += 1
+        res = kubectl_try(site, "get", "nodes", "-o", "name", timeout=2)
+        if res.returncode == 0:
+            break
+        assert time.monotonic() - t_kill < 60, f"no API through the VIP after {holder}: {res.stderr}"
+        time.sleep(0.2)
+    took = time.monotonic() - t_kill
+    new = vip_holder(site)
+    drills["api_vip_move_s"] = round(took, 1)
+    print(f"\nAPI VIP: {holder} killed -> kubectl answers after {took:.1f} s ({tries} tries), "
+          f"new holder {new}")
+    assert new and new != holder, f"the Lease still names {holder}"
+    assert took <= API_VIP_MOVE_MAX, f"kubectl through the VIP answered after {took:.1f} s"
+
+
+def test_lost_agents_echo_pods_run_elsewhere(drills: dict[str, Any]) -> None:
+    site: Path = drills["site"]
+    agents = {n["name"] for n in hzrun.hosts_with(site, "k8s-agent")}
+    pods = hzrun.wait_for(
+        "2 echo pods ready", lambda: (p := echo_pods(site)) and all(x["ready"] for x in p) and p, 60
+    )
+    on_agents = sorted({p["node"] for p in pods} & agents)
+    assert on_agents, f"no echo pod on an agent: {pods}"
+    victim = on_agents[0]
+    t_kill = time.monotonic()
+    hzrun.lab_verb(site, "kill", victim)
+    drills["killed"].append(victim)
+
+    def replaced() -> list[dict[str, Any]] | None:
+        now = echo_pods(site)
+        moved = [p for p in now if p["ready"] and p["node"] != victim]
+        return now if len(moved) >= len(pods) else None
+
+    now = hzrun.wait_for(f"echo pods off {victim}", replaced, POD_EVICTION_MAX, every=1)
+    took = time.monotonic() - t_kill
+    drills["pod_eviction_s"] = round(took, 1)
+    print(f"\nagent {victim} killed -> {len(pods)} echo pods ready elsewhere after {took:.1f} s: "
+          f"{sorted(p['node'] for p in now)}")
+
+
+def test_nodes_return_and_rerun_changes_nothing(drills: dict[str, Any]) -> None:
+    site: Path = drills["site"]
+    assert drills["killed"], "no drill ran"
+    hzrun.lab_verb(site, "up")
+    t0 = time.monotonic()
+    hzrun.wait_for("every node Ready again", lambda: ready_nodes(site) >= drills["want"], 120, 2)
+    back = time.monotonic() - t0
+    data = up_kubernetes(site)
+    print(f"\nnodes {drills['killed']} back and Ready after {back:.1f} s; up: "
+          f"{[(p['name'], p['changed'], p['seconds']) for p in data['phases']]}")
+    assert [(p["name"], p["changed"]) for p in data["phases"]] == [
+        ("kubernetes", 0),
+        ("platform", 0),
+    ], data["phases"]
