@@ -38,7 +38,9 @@ HZ = [sys.executable, "-m", "hzcloud"]
 def hz(*args: str) -> str:
     res = subprocess.run([*HZ, *args], capture_output=True, text=True, timeout=1800)
     if res.returncode != 0:
-        sys.exit(f"hzcloud {' '.join(args)} failed (rc {res.returncode}):\n{res.stdout}{res.stderr}")
+        sys.exit(
+            f"hzcloud {' '.join(args)} failed (rc {res.returncode}):\n{res.stdout}{res.stderr}"
+        )
     return res.stdout
 
 
@@ -186,7 +188,9 @@ def show(label: str, run: dict[str, Any]) -> None:
         f"{label}: {run['seconds']:.1f}s phase ({run['wall_s']:.1f}s wall), "
         f"{run['changed']} changed, {run.get('tasks', '?')} tasks"
     )
-    print("  changed per node: " + ", ".join(f"{h}={n}" for h, n in run["changed_per_node"].items()))
+    print(
+        "  changed per node: " + ", ".join(f"{h}={n}" for h, n in run["changed_per_node"].items())
+    )
     busy = run.get("busy_s_per_node") or {}
     print("  busy s per node:  " + ", ".join(f"{h}={s}" for h, s in busy.items()))
     for t in run.get("slowest_tasks", []):

@@ -282,13 +282,17 @@ def test_api_vip_holders_power_cut_kubectl_answers_within_15s(drills: dict[str, 
         res = kubectl_try(site, "get", "nodes", "-o", "name", timeout=2)
         if res.returncode == 0:
             break
-        assert time.monotonic() - t_kill < 60, f"no API through the VIP after {holder}: {res.stderr}"
+        assert time.monotonic() - t_kill < 60, (
+            f"no API through the VIP after {holder}: {res.stderr}"
+        )
         time.sleep(0.2)
     took = time.monotonic() - t_kill
     new = vip_holder(site)
     drills["api_vip_move_s"] = round(took, 1)
-    print(f"\nAPI VIP: {holder} killed -> kubectl answers after {took:.1f} s ({tries} tries), "
-          f"new holder {new}")
+    print(
+        f"\nAPI VIP: {holder} killed -> kubectl answers after {took:.1f} s ({tries} tries), "
+        f"new holder {new}"
+    )
     assert new and new != holder, f"the Lease still names {holder}"
     assert took <= API_VIP_MOVE_MAX, f"kubectl through the VIP answered after {took:.1f} s"
 
@@ -314,8 +318,10 @@ def test_lost_agents_echo_pods_run_elsewhere(drills: dict[str, Any]) -> None:
     now = hzrun.wait_for(f"echo pods off {victim}", replaced, POD_EVICTION_MAX, every=1)
     took = time.monotonic() - t_kill
     drills["pod_eviction_s"] = round(took, 1)
-    print(f"\nagent {victim} killed -> {len(pods)} echo pods ready elsewhere after {took:.1f} s: "
-          f"{sorted(p['node'] for p in now)}")
+    print(
+        f"\nagent {victim} killed -> {len(pods)} echo pods ready elsewhere after {took:.1f} s: "
+        f"{sorted(p['node'] for p in now)}"
+    )
 
 
 def test_nodes_return_and_rerun_changes_nothing(drills: dict[str, Any]) -> None:
@@ -326,8 +332,10 @@ def test_nodes_return_and_rerun_changes_nothing(drills: dict[str, Any]) -> None:
     hzrun.wait_for("every node Ready again", lambda: ready_nodes(site) >= drills["want"], 120, 2)
     back = time.monotonic() - t0
     data = up_kubernetes(site)
-    print(f"\nnodes {drills['killed']} back and Ready after {back:.1f} s; up: "
-          f"{[(p['name'], p['changed'], p['seconds']) for p in data['phases']]}")
+    print(
+        f"\nnodes {drills['killed']} back and Ready after {back:.1f} s; up: "
+        f"{[(p['name'], p['changed'], p['seconds']) for p in data['phases']]}"
+    )
     assert [(p["name"], p["changed"]) for p in data["phases"]] == [
         ("kubernetes", 0),
         ("platform", 0),
