@@ -82,12 +82,25 @@ def variables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return merged
 
 
+def _hz_files_paths(role_dir: Path, files_arg: str) -> list[str]:
+    """The literal paths of the file list template an `hz_files` task renders."""
+    found = re.search(r"lookup\('ansible\.builtin\.template', '([^']+)'\)", files_arg)
+    assert found, f"hz_files without a template list: {files_arg}"
+    text = (role_dir / "templates" / found.group(1)).read_text()
+    return [p for p in re.findall(r"\['(/[^'{]+)'", text) if not p.endswith("/")]
+
+
 def role_paths(variables: dict[str, Any]) -> dict[str, set[str]]:
     """path -> the roles whose tasks write it."""
     owners: dict[str, set[str]] = defaultdict(set)
     for task_file in sorted(ROLES.glob("*/tasks/*.yml")):
         role = task_file.parts[-3]
         for task in _tasks(yaml.safe_load(task_file.read_text()) or []):
+            files_arg = (task.get("hz_files") or {}).get("files")
+            if isinstance(files_arg, str):  # the kubernetes role's many-files module
+                for path in _hz_files_paths(task_file.parents[1], files_arg):
+                    owners[path].add(role)
+                continue
             found = _module(task)
             if found is None:
                 continue
