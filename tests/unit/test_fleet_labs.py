@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hzcloud.cloudlink import endpoint_interface
 from hzcloud.lab.spec import (
     LabClaim,
     LabServer,
@@ -34,7 +35,7 @@ def spec(code: str, net: str = "10.83.0", tenant: bool = False) -> LabSpec:
         LabServer(f"{code}-0{i}", f"{net}.1{i}", ("/dev/vdb",), ("gateway",) if i == 3 else ())
         for i in (1, 2, 3)
     )
-    cloud = LabTenant("dr", "10.99.0.2", "10.99.0.0/24") if tenant else None
+    cloud = LabTenant("dr", "10.98.0.1", "10.99.0.0/24") if tenant else None
     return LabSpec(code, servers, f"{net}.0/24", None, cloud, "root", "keys/id_ed25519")
 
 
@@ -84,11 +85,22 @@ def test_same_code_overlapping_networks_and_machine_names_clash() -> None:
 
 def test_tenant_networks_and_links_are_claimed_too() -> None:
     mine = claim_of(Path("/a"), spec("fla", tenant=True))
-    assert mine.networks == ("10.83.0.0/24", "10.99.0.0/24")
+    # the cloud bridge (the /24 around the endpoint) and the tenant subnet behind the tunnel
+    assert mine.networks == ("10.83.0.0/24", "10.98.0.0/24", "10.99.0.0/24")
     assert mine.netns == tenant_netns_name("fla", "dr")
-    assert mine.links == (bridge_name("fla"), cloud_bridge_name("fla"), mine.netns, "vt-fla-03")
+    wg = endpoint_interface("fla", "dr")
+    assert mine.links == (
+        bridge_name("fla"),
+        cloud_bridge_name("fla"),
+        mine.netns,
+        wg,
+        "vt-fla-03",
+    )
     theirs = claim_of(Path("/b"), spec("flb", "10.84.0", tenant=True))
-    assert clashes(mine, theirs) == ["network 10.99.0.0/24 overlaps 10.99.0.0/24"]
+    assert clashes(mine, theirs) == [
+        "network 10.98.0.0/24 overlaps 10.98.0.0/24",
+        "network 10.99.0.0/24 overlaps 10.99.0.0/24",
+    ]
     assert LabClaim.from_dict(mine.to_dict()) == mine
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import ipaddress
 import json
 import shutil
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from hzcloud.errors import HzError
 from hzcloud.lab import image, net, node, proxy
 from hzcloud.lab import spec as spec_names
+from hzcloud.lab import tenant as lab_tenant
 from hzcloud.lab.errors import LabError, LabUsageError
 from hzcloud.lab.spec import LabSpec, load_spec
 from hzcloud.lab.state import LabState
@@ -162,12 +162,11 @@ def _load(site_dir: Path) -> tuple[_Names, LabState]:
 
 
 def _cloud_address(spec: LabSpec) -> str | None:
-    """The gateway's address on the tenant subnet: same last octet as on the management net."""
+    """The gateway's address on the cloud bridge: same last octet as on the management net."""
     if spec.tenant is None or spec.gateway is None:
         return None
-    subnet = ipaddress.ip_network(spec.tenant.subnet)
-    host = int(ipaddress.ip_address(spec.gateway.address)) & int(subnet.hostmask)
-    return f"{subnet.network_address + host}/{subnet.prefixlen}"
+    net = lab_tenant.tenant_net(spec)
+    return f"{net.gateway_public}/{net.public.prefixlen}"
 
 
 CLAIM_FILE = "claim.json"
@@ -329,15 +328,25 @@ def _ensure_network(names: _Names, state: LabState, emit: OnEvent) -> bool:
     state.set("bridge", names.bridge)
     message = f"bridges {names.bridge} ({spec.bridge_address})"
     if spec.tenant is not None:
-        changed |= net.ensure_bridge(names.cloud_bridge, owner)
+        cloud = lab_tenant.tenant_net(spec)
+        prefix = cloud.public.prefixlen
+        # the host's address there is the operator's way to the tenant's API
+        changed |= net.ensure_bridge(names.cloud_bridge, owner, f"{cloud.host}/{prefix}")
         state.set("cloud_bridge", names.cloud_bridge)
-        prefix = ipaddress.ip_network(spec.tenant.subnet).prefixlen
         endpoint = f"{spec.tenant.endpoint}/{prefix}"
         changed |= net.ensure_tenant(
             names.tenant_netns, names.tenant_veth, names.cloud_bridge, endpoint, owner
         )
-        state.set("tenant", {"netns": names.tenant_netns, "veth": names.tenant_veth})
-        message += f", {names.cloud_bridge} (tenant {spec.tenant.endpoint})"
+        recorded = state.get("tenant") or {}
+        made, record = lab_tenant.ensure(
+            names.site, spec, names.tenant_netns, names.cloud_bridge, recorded, owner
+        )
+        changed |= made
+        state.set("tenant", {**record, "netns": names.tenant_netns, "veth": names.tenant_veth})
+        message += (
+            f", {names.cloud_bridge} (tenant {spec.tenant.endpoint}: WireGuard "
+            f"{cloud.interface}, S3 https://{cloud.api_host} at {cloud.api_address})"
+        )
     emit(LabEvent("network", message, changed=changed, seconds=time.monotonic() - step))
     return changed
 
@@ -495,6 +504,7 @@ def _teardown(
         changed = True
 
     if tenant[0]:
+        changed |= lab_tenant.stop(tenant[0], str(workdir))
         changed |= net.delete_tenant(*tenant, str(workdir))
     for bridge in sorted({b for b in bridges if b}):
         if net.delete_link(bridge, str(workdir)):

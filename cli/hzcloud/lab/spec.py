@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hzcloud.cloudlink import endpoint_interface
 from hzcloud.lab.errors import LabUsageError
 from hzcloud.model import load_site
 from hzcloud.plan import plan_site
@@ -26,6 +27,7 @@ class LabTenant:
     name: str
     endpoint: str
     subnet: str
+    api: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,14 @@ def load_spec(site_yaml: Path) -> LabSpec:
         ),
         management=str(site.networks.management),
         mirror=str(site.networks.mirror) if site.networks.mirror else None,
-        tenant=LabTenant(tenant.name, str(tenant.endpoint), str(tenant.subnet)) if tenant else None,
+        tenant=LabTenant(
+            tenant.name,
+            str(tenant.endpoint),
+            str(tenant.subnet),
+            str(tenant.api) if tenant.api else None,
+        )
+        if tenant
+        else None,
         ssh_user=site.ssh.user,
         ssh_key=site.ssh.key,
     )
@@ -154,7 +163,11 @@ def claim_of(site: Path, spec: LabSpec) -> LabClaim:
     if spec.tenant is not None:
         netns = tenant_netns_name(spec.code, spec.tenant.name)
         links += [cloud_bridge_name(spec.code), netns]
-        networks.append(spec.tenant.subnet)
+        # the cloud bridge (the lab's internet: the /24 around the endpoint) and the tenant's
+        # private subnet behind it; and the emulated endpoint's WireGuard interface
+        public = ipaddress.ip_network(f"{spec.tenant.endpoint}/24", strict=False)
+        networks += [str(public), spec.tenant.subnet]
+        links.append(endpoint_interface(spec.code, spec.tenant.name))
         if spec.gateway is not None:
             links.append(f"vt-{spec.gateway.name}"[:15])  # the gateway's veth (node.py)
     machines = tuple(s.name for s in spec.servers)
