@@ -38,6 +38,8 @@ def _client(service: str, props: dict[str, Any]) -> Any:
         region_name=props["region"],
         aws_access_key_id=props["access_key"],
         aws_secret_access_key=props["secret_key"],
+        # a tenant whose API certificate is signed by a CA of its own (the lab's cloud)
+        verify=props.get("ca_bundle") or None,
         # path style: an emulator or a private service has no per-bucket DNS names
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
     )
@@ -260,6 +262,7 @@ class S3TenantArgs:
     secret_key: str
     user: str = ""  # the backup user to make; "" where the service has no IAM
     force_destroy: bool = False  # destroy deletes the backups too (test tenants only)
+    ca_bundle: str = ""  # a CA file for the API's certificate; "": the system's
 
 
 class S3Tenant(pulumi.ComponentResource):
@@ -276,6 +279,8 @@ class S3Tenant(pulumi.ComponentResource):
             "access_key": pulumi.Output.secret(args.access_key),
             "secret_key": pulumi.Output.secret(args.secret_key),
         }
+        if args.ca_bundle:
+            connection["ca_bundle"] = args.ca_bundle
         self.bucket = BackupBucket(
             f"{name}-bucket",
             {**connection, "bucket": args.bucket, "force_destroy": args.force_destroy},

@@ -279,6 +279,8 @@ def main() -> None:
 
 
 def _mount_subcommands() -> None:
+    from hzcloud.commands.backup import app as backup_app
+    from hzcloud.commands.backup import restore
     from hzcloud.commands.bundle import app as bundle_app
     from hzcloud.commands.fleet import app as fleet_app
     from hzcloud.commands.lab import app as lab_app
@@ -288,6 +290,8 @@ def _mount_subcommands() -> None:
     app.add_typer(
         bundle_app, name="bundle", help="The clinical service bundle: list, show, validate."
     )
+    app.add_typer(backup_app, name="backup", help="Backups into the site's cloud tenant.")
+    app.command("restore")(restore)
 
 
 _mount_subcommands()

@@ -38,15 +38,35 @@ def run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
 
     if phase.program is None:
         raise HzError(f"phase {phase.name} has no Pulumi program", "a bug in its module", "")
-    return run_pulumi(
+    artifacts = artifacts_path(ctx.site, ctx.site_dir)
+    passphrase = read_secrets(ctx.site_dir)["pulumi_passphrase"]
+    project = project_of(phase.name)
+    stack = run_pulumi(
         phase.name,
         ctx.state_dir,
-        project_of(phase.name),
+        project,
         ctx.plan.site,
         phase.program(ctx.site, ctx.plan, ctx.site_dir),
         on_event,
-        artifacts_path(ctx.site, ctx.site_dir),
-        read_secrets(ctx.site_dir)["pulumi_passphrase"],
+        artifacts,
+        passphrase,
+    )
+    if not stack.ok or not phase.playbook:
+        return stack
+    # then Ansible on what the stack made, with its outputs (the cloud phase: link, backups)
+    from hzcloud.executors.ansible import run_ansible
+
+    if phase.after_stack is not None:
+        made = outputs(ctx.state_dir, project, ctx.plan.site, artifacts, passphrase)
+        phase.after_stack(ctx.site, ctx.plan, ctx.site_dir, made)
+    hosts = run_ansible(phase.playbook, ctx.state_dir, on_event, name=phase.name)
+    return PhaseResult(
+        phase.name,
+        hosts.ok,
+        stack.changed + hosts.changed,
+        stack.seconds + hosts.seconds,
+        hosts.hosts,
+        hosts.failures,
     )
 
 

@@ -127,7 +127,7 @@ def _ensure_ca_and_cert(folder: Path, net: TenantNet, code: str) -> bool:
     if cert_file.exists() and key_file.exists():
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        if net.api_host in sans.get_values_for_type(x509.DNSName):
+        if {net.api_host, net.api_address} <= set(sans.get_values_for_type(x509.DNSName)):
             return changed
     ca_key_loaded = serialization.load_pem_private_key(ca_key_file.read_bytes(), None)
     assert isinstance(ca_key_loaded, ec.EllipticCurvePrivateKey)
@@ -145,6 +145,9 @@ def _ensure_ca_and_cert(folder: Path, net: TenantNet, code: str) -> bool:
             x509.SubjectAlternativeName(
                 [
                     x509.DNSName(net.api_host),
+                    # pgBackRest, told to connect to the address (repo-storage-host), matches
+                    # it against DNS names only
+                    x509.DNSName(net.api_address),
                     x509.IPAddress(ipaddress.ip_address(net.api_address)),
                 ]
             ),
@@ -252,6 +255,9 @@ def ensure(
     folder = site / "state" / "lab" / "tenant"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     changed = _ensure_ca_and_cert(folder, net, spec.code)
+    stunnel_pid = state.get("stunnel_pid")
+    if changed and isinstance(stunnel_pid, int) and pid_alive(stunnel_pid, "stunnel"):
+        run(["kill", str(stunnel_pid)], check=False)  # it reads its certificate at start
 
     # what the site is given, as an operator copies it from the cloud's console
     link_dir = cloudlink.cloud_dir(site)

@@ -105,6 +105,9 @@ class Phase:
     role_vars: dict[str, object] = field(default_factory=dict)
     # executor "pulumi": the inline program of the phase's stack for this site
     program: Callable[[Site, Plan, Path], Callable[[], None]] | None = None
+    # executor "pulumi" with a playbook too: called with the stack's outputs once it is up,
+    # before the playbook runs on what the stack made (the cloud phase's link and backups)
+    after_stack: Callable[[Site, Plan, Path, dict[str, Any]], None] | None = None
     # is the phase in this site's plan at all
     wanted: Callable[[Site], bool] = lambda _site: True
     # files it needs on the control node, checked before any host is touched

@@ -1,22 +1,25 @@
-"""cloud: the public-cloud tenant side (through Pulumi; the link and DR are not in this build).
+"""cloud: the public-cloud tenant side (Pulumi), then the link and the backups (Ansible).
 
-What runs today, for `s3-compatible` tenants only: the backup bucket (versioned, private) and
-a backup user whose key reaches that bucket only (stacks/cloud_s3.py, Pulumi dynamic providers
-with boto3), made with the operator's key from secrets.yaml. Its outputs (bucket, user's key as
-a secret) are the stack's, for the DR phase to come.
+First the stack, for `s3-compatible` tenants: the backup bucket (versioned, private) and a
+backup user whose key reaches that bucket only (stacks/cloud_s3.py, Pulumi dynamic providers
+with boto3), made with the operator's key from secrets.yaml. Then playbooks/cloud.yml with the
+stack's outputs: the WireGuard link from the gateway (roles/cloud_link; routes for the tenant
+subnet only, nftables letting through only the backups' HTTPS to the tenant's API) and the
+backups through it (roles/pg_backup: pgBackRest with Patroni, repo2 encrypted in the bucket).
 
-Not yet: the WireGuard link from the gateway, backups and restore drills (issue 14), and the
-aws / alicloud programs (stacks/cloud_aws.py, stacks/cloud_alicloud.py: tested with mocks
-only, their provider plugins cannot be built here). A site with such a tenant gets a
-"not available yet" failure for this phase, before anything is made.
+The aws / alicloud programs (stacks/cloud_aws.py, stacks/cloud_alicloud.py) are tested with
+mocks only (their provider plugins cannot be built here): a site with such a tenant gets a
+"not available yet" failure for this phase, before anything is made. A tenant that cannot be
+reached fails this phase alone: no other phase depends on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from hzcloud import cloudlink
 from hzcloud.errors import HzError
 from hzcloud.phases import Need, Phase, artifact_needs
 
@@ -41,6 +44,16 @@ def backup_user(site: Site) -> str:
 def _needs(site: Site, site_dir: Path) -> list[Need]:
     out = artifact_needs(site, site_dir, PULUMI_BINARIES, "Pulumi")
     for t in site.cloud.tenants:
+        pub = cloudlink.endpoint_pub_path(site_dir, t.name)
+        out.append(
+            Need(
+                f"tenant {t.name}'s WireGuard public key",
+                pub,
+                f"write the public key of the tenant's VPN endpoint {t.endpoint} (from its "
+                f"console) into {pub}; give that endpoint this site's public key (`hzcloud "
+                f"up` makes it once in {cloudlink.site_key_path(site_dir, t.name)})",
+            )
+        )
         for key in t.secret_keys:
             out.append(
                 Need(
@@ -83,6 +96,7 @@ def _program(site: Site, plan: Plan, site_dir: Path) -> Callable[[], None]:
             access_key=secrets[t.secret_keys[0]],
             secret_key=secrets[t.secret_keys[1]],
             user=backup_user(site),
+            ca_bundle=_ca_bundle(site_dir, t.name),
         )
         for t in site.cloud.tenants
     }
@@ -93,14 +107,102 @@ def _program(site: Site, plan: Plan, site_dir: Path) -> Callable[[], None]:
     return program
 
 
+def _ca_bundle(site_dir: Path, tenant: str) -> str:
+    ca = cloudlink.ca_path(site_dir, tenant)
+    return str(ca) if ca.exists() else ""
+
+
+def _api_address(host: str) -> str:
+    """The tenant API's address as the control node resolves it (the nodes get the same)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, 443, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise HzError(
+            f"the tenant API's name {host} does not resolve here",
+            str(exc),
+            "make it resolvable on this machine (DNS or /etc/hosts), or write its address "
+            "in the api: URL",
+        ) from exc
+    return str(infos[0][4][0])
+
+
+def link_vars(site: Site, plan: Plan, site_dir: Path, made: dict[str, Any]) -> dict[str, Any]:
+    """What roles cloud_link and pg_backup need, from the site, its link keys and the stack."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    tenants = []
+    for t in site.cloud.tenants:
+        out = made.get(t.name) or {}
+        api = urlsplit(str(t.api))
+        host = api.hostname or ""
+        address = _api_address(host)
+        tunnel = cloudlink.tunnel_addresses(str(t.subnet))
+        site_key = cloudlink.site_key_path(site_dir, t.name)
+        cloudlink.ensure_site_key(site_dir, t.name)
+        ca = cloudlink.ca_path(site_dir, t.name)
+        tenants.append(
+            {
+                "name": t.name,
+                "interface": cloudlink.site_interface(t.name),
+                "private_key": site_key.read_text().strip(),
+                "endpoint": str(t.endpoint),
+                "port": cloudlink.WG_PORT,
+                "endpoint_public_key": cloudlink.endpoint_pub_path(site_dir, t.name)
+                .read_text()
+                .strip(),
+                "subnet": str(t.subnet),
+                "address": tunnel.gateway,
+                "api_url": str(t.api).rstrip("/"),
+                "api_host": host,
+                "api_address": address,
+                "api_port": api.port or 443,
+                # reached through the link (a private endpoint in the tenant's subnet)?
+                "api_in_subnet": ipaddress.ip_address(address) in t.subnet,
+                "ca_cert": ca.read_text() if ca.exists() else "",
+                "region": t.region,
+                "bucket": str(out.get("bucket") or t.bucket_name(site.hospital.code)),
+                "access_key": str(out.get("access_key_id") or ""),
+                "secret_key": str(out.get("secret_access_key") or ""),
+                "repo_cipher": cloudlink.ensure_repo_key(site_dir, t.name),
+            }
+        )
+    return {"cloud_link_tenants": tenants}
+
+
+LINK_VARS_FILE = "cloud_link.yml"
+
+
+def _after_stack(site: Site, plan: Plan, site_dir: Path, made: dict[str, Any]) -> None:
+    """Hand the playbook the link's and the stack's facts (keys in it: 0600, one writer)."""
+    import os
+
+    import yaml
+
+    text = "# Written by the cloud phase (keys inside: mode 0600). Not to be edited.\n"
+    text += yaml.safe_dump(link_vars(site, plan, site_dir, made), sort_keys=False)
+    path = site_dir / "state" / "group_vars" / "all" / LINK_VARS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
 PHASE = Phase(
     name="cloud",
     description="tenant side of s3-compatible tenants (versioned backup bucket, a backup user "
-    "limited to it), through Pulumi; no link or DR yet",
+    "limited to it) through Pulumi, then the WireGuard link from the gateway and PostgreSQL "
+    "backups into the tenant (pgBackRest repo2, encrypted)",
     executor="pulumi",
-    depends_on=("base",),
+    depends_on=("base", "data"),
     roles=("gateway",),
+    playbook="cloud",
     wanted=lambda site: bool(site.cloud.tenants),
     needs=_needs,
     program=_program,
+    after_stack=_after_stack,
 )
