@@ -121,11 +121,17 @@ def _statuses(state_dir: Path, nodes: list[str]) -> dict[str, dict[str, Any] | H
         return dict(zip(nodes, pool.map(one, nodes), strict=True))
 
 
-def _leader(state_dir: Path, nodes: list[str]) -> tuple[str, dict[str, Any]]:
-    found = _statuses(state_dir, nodes)
-    for node, status in found.items():
-        if isinstance(status, dict) and status.get("leader"):
-            return node, status
+def _leader(state_dir: Path, nodes: list[str], wait: float = 60) -> tuple[str, dict[str, Any]]:
+    """Patroni's leader and its status; asked again for a while (a failover takes seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = _statuses(state_dir, nodes)
+        for node, status in found.items():
+            if isinstance(status, dict) and status.get("leader"):
+                return node, status
+        if time.monotonic() > deadline:
+            break
+        time.sleep(3)
     causes = "; ".join(
         f"{n}: {s.what if isinstance(s, HzError) else 'replica'}" for n, s in found.items()
     )
