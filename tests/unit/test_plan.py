@@ -57,7 +57,7 @@ FULL_PHASES = [
     ("kubernetes", ("base",)),
     ("ingress", ("base",)),
     ("platform", ("kubernetes",)),
-    ("cloud", ("base",)),
+    ("cloud", ("base", "data")),
     ("bundle", ("storage", "data", "kubernetes", "cloud")),
     ("verify", ("storage", "data", "kubernetes", "ingress", "platform", "cloud", "bundle")),
 ]
