@@ -98,7 +98,7 @@ def test_sample_hospital_has_the_lab_shape() -> None:
         "ansible",
         "pulumi",
         "pulumi",
-        "pulumi",
+        "ansible+pulumi",
         "testinfra",
     ]
 
