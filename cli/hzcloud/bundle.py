@@ -814,9 +814,9 @@ def entry_detail(le: LoadedEntry) -> dict[str, Any]:
 CA_FILE = "/etc/hzcloud/ca.crt"
 # RGW has one zonegroup, "default"; the region only enters the S3 signature.
 S3_REGION = "default"
-# Pods reach the PaaS layer by the site's names once the site's DNS serves them to the cluster;
-# until then by addresses from the plan. Switching is this one flag (paas_hosts reads it).
-PAAS_BY_NAME = False
+# Pods reach the PaaS layer by the site's names, which the cluster DNS (platform phase) serves
+# from the endpoint facts; False: by addresses from the plan. paas_hosts reads this one flag.
+PAAS_BY_NAME = True
 
 
 def picked(site: Site, bundle: Bundle) -> list[LoadedEntry]:
@@ -829,10 +829,11 @@ def picked(site: Site, bundle: Bundle) -> list[LoadedEntry]:
     return out
 
 
-def paas_hosts(site: Site, plan: Plan) -> dict[str, str]:
-    """The host pods use for PostgreSQL, Redis and S3: a site name, or an address of the plan."""
+def paas_hosts(site: Site, plan: Plan, by_name: bool = PAAS_BY_NAME) -> dict[str, str]:
+    """The host for PostgreSQL, Redis and S3: a site name (pods), or an address of the plan
+    (the nodes and the control node, which do not ask the cluster DNS)."""
     domain = site.hospital.site_domain
-    if PAAS_BY_NAME:
+    if by_name:
         return {kind: f"{kind}.{domain}" for kind in ("postgres", "redis", "s3")}
     first = {
         role: plan.hosts(role)[0].address

@@ -8,16 +8,20 @@ scripts/build-bundle-images into the same artifacts folder (cached; scripts/test
     HZCLOUD_LAB_SITE=/work/labs/bnd HZCLOUD_LAB_KEEP=1 HZCLOUD_LAB_PHASES=preflight \\
         pytest -m lab tests/lab/test_bundle.py
 
-Until the way in (HAProxy, TLS with the site CA) is on the lab, DICOM and DICOMweb are reached
-on the NodePorts the way in routes to (hzcloud.wayin.routes), Orthanc's own plain HTTP.
+DICOM and DICOMweb are proved twice: on the NodePorts the way in routes to (any node, Orthanc's
+own plain HTTP), and through the way in as the hospital network sees it (HTTPS by host name,
+verified against the site CA only; DICOM on the way in's TCP port).
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +35,7 @@ import pytest
 
 from hzcloud import engine, wayin
 from hzcloud.phases import port
+from hzcloud.pki import ca_cert_path
 from hzcloud.secrets import read_secrets
 
 pytestmark = pytest.mark.lab
@@ -231,3 +236,47 @@ def test_bundle_verify_passes(bundle_site: dict[str, Any]) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert io.StringIO(res.stdout).read()
+
+
+class _WayIn(http.client.HTTPSConnection):
+    """HTTPS to https://NAME/ at the way in's address: SNI and verification use NAME."""
+
+    def __init__(self, address: str, name: str, context: ssl.SSLContext) -> None:
+        super().__init__(name, 443, context=context, timeout=15)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def test_through_the_way_in_with_the_site_ca(bundle_site: dict[str, Any]) -> None:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    site = Path(bundle_site["site"])
+    loaded = engine.load(site)
+    address = wayin.ingress_address(loaded.site, loaded.plan)
+    routes = _routes(site)
+    password = read_secrets(site)["bundle_imaging_secret_admin"]
+    ds = _ct_study()
+    ae = AE(ae_title="HZLABTEST")
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate(address, routes["imaging-dicom"].port, ae_title="HZCLOUD")
+    assert assoc.is_established, f"no DICOM association at the way in {address}:4242"
+    try:
+        assert assoc.send_c_store(ds).Status == 0x0000
+    finally:
+        assoc.release()
+    context = ssl.create_default_context(cafile=str(ca_cert_path(site)))
+    conn = _WayIn(address, routes["imaging"].host, context)
+    token = base64.b64encode(f"admin:{password}".encode()).decode()
+    conn.request(
+        "GET",
+        f"/dicom-web/studies?StudyInstanceUID={ds.StudyInstanceUID}",
+        headers={"Authorization": f"Basic {token}"},
+    )
+    res = conn.getresponse()
+    body = res.read()
+    assert res.status == 200, (res.status, body[:300])
+    assert [s["0020000D"]["Value"][0] for s in json.loads(body)] == [ds.StudyInstanceUID]

@@ -55,7 +55,8 @@ def test_references_resolve_and_secrets_stay_out_of_the_config(imaging_site: Pat
     )
     out = bundle.render_entry(entry, known)
     cfg = json.loads(out.config["/etc/orthanc/orthanc.json"])
-    assert cfg["PostgreSQL"]["Host"] == str(loaded.site.networks.postgres_vip)
+    # pods ask the cluster DNS for the site's names
+    assert cfg["PostgreSQL"]["Host"] == f"postgres.{loaded.site.hospital.site_domain}"
     assert cfg["PostgreSQL"]["Port"] == 5432
     assert cfg["PostgreSQL"]["Password"] == "${ORTHANC_PG_PASSWORD}"  # Orthanc's own, unresolved
     every = "".join(out.config.values()) + "".join(out.env.values())
@@ -67,8 +68,7 @@ def test_references_resolve_and_secrets_stay_out_of_the_config(imaging_site: Pat
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
     }
-    rgw = loaded.plan.hosts("ceph-rgw")[0].address
-    assert out.env["S3_ENDPOINT"] == f"http://{rgw}:7480"
+    assert out.env["S3_ENDPOINT"] == f"http://s3.{loaded.site.hospital.site_domain}:7480"
     assert out.env["AWS_CA_BUNDLE"] == bundle.CA_FILE
 
 
@@ -85,6 +85,8 @@ def test_the_playbook_gets_key_names_never_values(imaging_site: Path) -> None:
         "password_var": "bundle_imaging_postgres_password",
     }
     assert entry["s3"]["bucket"] == "orthanc-dicom" and entry["s3"]["user"] == "hz-imaging"
+    # Ansible runs on the nodes, which do not ask the cluster DNS: addresses
+    assert extra["bundle_needs_postgres_host"] == str(loaded.site.networks.postgres_vip)
     assert extra["bundle_images_list"] == [
         {"ref": "hzcloud.local/orthanc:1.10.1-1", "file": "images/orthanc-1.10.1-1.tar"}
     ]

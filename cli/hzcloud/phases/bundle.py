@@ -100,7 +100,7 @@ def extravars(site: Site, plan: Plan, site_dir: Path) -> dict[str, Any]:
             }
         )
         images += [{"ref": i.ref, "file": i.archive} for i in e.images]
-    hosts, ports = paas_hosts(site, plan), _ports()
+    hosts, ports = paas_hosts(site, plan, by_name=False), _ports()  # Ansible on the nodes
     return {
         "bundle_needs_entries": entries,
         "bundle_needs_postgres_host": hosts["postgres"],
@@ -384,7 +384,8 @@ PHASE = Phase(
     name="bundle",
     description="clinical services: their needs (Ansible), then one Pulumi stack each",
     executor="ansible+pulumi",
-    depends_on=("storage", "data", "kubernetes", "cloud"),
+    # platform: the cluster DNS that answers the pods' postgres.<domain> and s3.<domain>
+    depends_on=("storage", "data", "kubernetes", "platform", "cloud"),
     wanted=lambda site: bool(site.bundle.services),
     needs=_needs,
     run=_run,
