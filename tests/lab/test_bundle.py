@@ -280,3 +280,27 @@ def test_through_the_way_in_with_the_site_ca(bundle_site: dict[str, Any]) -> Non
     body = res.read()
     assert res.status == 200, (res.status, body[:300])
     assert [s["0020000D"]["Value"][0] for s in json.loads(body)] == [ds.StudyInstanceUID]
+
+
+def test_remove_then_install_keeps_credentials_and_studies(bundle_site: dict[str, Any]) -> None:
+    site = Path(bundle_site["site"])
+    routes, node = _routes(site), _node(site)
+    before = (site / "secrets.yaml").read_bytes()
+    password = read_secrets(site)["bundle_imaging_secret_admin"]
+    base = f"http://{node}:{routes['imaging'].node_port}/dicom-web"
+    code, body, _ = _get(f"{base}/studies", password)
+    assert code == 200
+    studies = sorted(s["0020000D"]["Value"][0] for s in json.loads(body))
+    assert studies, "the tests above stored studies"
+    for verb in ("remove", "install"):
+        res = subprocess.run(
+            [*HZ, "bundle", verb, str(site)], capture_output=True, text=True, timeout=1200
+        )
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert (site / "secrets.yaml").read_bytes() == before, "credentials made anew"
+    code, body, _ = _get(f"{base}/studies", password)
+    assert code == 200 and sorted(s["0020000D"]["Value"][0] for s in json.loads(body)) == studies
+    code, body, _ = _get(
+        f"{base}/studies/{studies[0]}", password, 'multipart/related; type="application/dicom"'
+    )
+    assert code == 200 and len(body) > 8192  # the pixel data came back from the bucket
