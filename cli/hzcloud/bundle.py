@@ -22,6 +22,7 @@ from hzcloud.siteyaml import KeyPath, Loaded, dotted, load_yaml_bytes, read_in_f
 
 if TYPE_CHECKING:
     from hzcloud.model import Site
+    from hzcloud.plan import Plan
 
 BUNDLE_FILE = "bundle.yaml"
 # A bundle file is a page or two; an entry with its config files a few pages.
@@ -540,6 +541,14 @@ def _entry_problems(entry: Entry, loaded: Loaded, file: str, names: set[str]) ->
                 f"{img.archive} does not match the image {img.ref}",
                 f"write {expected} (scripts/build-images names NAME:TAG images/NAME-TAG.tar)",
             )
+    if needs.postgres is not None and needs.postgres.role != needs.postgres.database:
+        # pods reach PostgreSQL through `hostssl samerole`: only the database named as the role
+        add(
+            ("needs", "postgres", "role"),
+            f"role '{needs.postgres.role}' is not the database's name '{needs.postgres.database}'",
+            f"name the role {needs.postgres.database} (pods reach only the database named as "
+            "their role)",
+        )
     paths = [c.path for c in entry.config]
     for i, p in enumerate(paths):
         if paths.index(p) != i:
@@ -797,3 +806,138 @@ def entry_detail(le: LoadedEntry) -> dict[str, Any]:
         "depends_on": list(e.depends_on),
         "checks": [c.model_dump(exclude_none=True) for c in e.checks],
     }
+
+
+# Installing: what a picked entry gets from the site.
+
+# Where the installer mounts the site CA in every container (${site.ca_file}).
+CA_FILE = "/etc/hzcloud/ca.crt"
+# RGW has one zonegroup, "default"; the region only enters the S3 signature.
+S3_REGION = "default"
+# Pods reach the PaaS layer by the site's names, which the cluster DNS (platform phase) serves
+# from the endpoint facts; False: by addresses from the plan. paas_hosts reads this one flag.
+PAAS_BY_NAME = True
+
+
+def picked(site: Site, bundle: Bundle) -> list[LoadedEntry]:
+    """The entries the site's bundle.services pick, each once, in the order first picked."""
+    out: list[LoadedEntry] = []
+    for name in site.bundle.services:
+        le = bundle.entry_for(name)
+        if le is not None and le not in out:
+            out.append(le)
+    return out
+
+
+def paas_hosts(site: Site, plan: Plan, by_name: bool = PAAS_BY_NAME) -> dict[str, str]:
+    """The host for PostgreSQL, Redis and S3: a site name (pods), or an address of the plan
+    (the nodes and the control node, which do not ask the cluster DNS)."""
+    domain = site.hospital.site_domain
+    if by_name:
+        return {kind: f"{kind}.{domain}" for kind in ("postgres", "redis", "s3")}
+    first = {
+        role: plan.hosts(role)[0].address
+        for role in ("postgres", "redis", "ceph-rgw")
+        if plan.hosts(role)
+    }
+    vip = site.networks.postgres_vip
+    return {
+        # the VIP follows the Patroni leader; Redis: the first server (Sentinel clients come later)
+        "postgres": str(vip) if vip is not None else first.get("postgres", ""),
+        "redis": first.get("redis", ""),
+        "s3": first.get("ceph-rgw", ""),
+    }
+
+
+def secret_key(entry: str, what: str) -> str:
+    """The secrets.yaml key of one of an entry's credentials."""
+    return f"bundle_{entry.replace('-', '_')}_{what}"
+
+
+def secret_keys(entry: Entry) -> dict[str, str]:
+    """Each secret reference the entry's needs make available -> its secrets.yaml key."""
+    needs = entry.needs
+    out: dict[str, str] = {}
+    if needs.postgres is not None:
+        out["needs.postgres.password"] = secret_key(entry.name, "postgres_password")
+    if needs.redis is not None:
+        out["needs.redis.password"] = secret_key(entry.name, "redis_password")
+    if needs.s3 is not None:
+        out["needs.s3.access_key"] = secret_key(entry.name, "s3_access_key")
+        out["needs.s3.secret_key"] = secret_key(entry.name, "s3_secret_key")
+    for name in needs.secrets:
+        out[f"needs.secrets.{name}"] = secret_key(entry.name, f"secret_{name.replace('-', '_')}")
+    return out
+
+
+def values(
+    site: Site, plan: Plan, entry: Entry, secrets: dict[str, str], ports: dict[str, int]
+) -> dict[str, str]:
+    """Every reference the entry may use -> its value (secrets from the site's secrets.yaml)."""
+    from urllib.parse import quote
+
+    hosts = paas_hosts(site, plan)
+    out = {k: secrets[v] for k, v in secret_keys(entry).items()}
+    out |= {"site.ca_file": CA_FILE, "site.code": site.hospital.code}
+    needs = entry.needs
+    if needs.postgres is not None:
+        pg = needs.postgres
+        host, port = hosts["postgres"], str(ports["postgres"])
+        out |= {
+            "needs.postgres.host": host,
+            "needs.postgres.port": port,
+            "needs.postgres.database": pg.database,
+            "needs.postgres.user": pg.role,
+            "needs.postgres.url": f"postgresql://{pg.role}:"
+            f"{quote(out['needs.postgres.password'], safe='')}@{host}:{port}/{pg.database}"
+            "?sslmode=require",
+        }
+    if needs.redis is not None:
+        rd = needs.redis
+        host, port = hosts["redis"], str(ports["redis"])
+        out |= {
+            "needs.redis.host": host,
+            "needs.redis.port": port,
+            "needs.redis.user": rd.user,
+            "needs.redis.prefix": rd.prefix,
+            "needs.redis.url": f"redis://{rd.user}:"
+            f"{quote(out['needs.redis.password'], safe='')}@{host}:{port}/0",
+        }
+    if needs.s3 is not None:
+        out |= {
+            "needs.s3.endpoint": f"http://{hosts['s3']}:{ports['s3']}",
+            "needs.s3.region": S3_REGION,
+            "needs.s3.bucket": needs.s3.bucket,
+        }
+    if needs.way_in is not None:
+        out["needs.way_in.host"] = f"{needs.way_in.host}.{site.hospital.site_domain}"
+    return out
+
+
+def resolve(text: str, known: dict[str, str]) -> str:
+    """text with every reference replaced by its value and `$${` by `${`."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        return known[m.group(1)]  # validated: every reference is known and declared
+
+    return _REF.sub(one, text)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An entry with its references resolved, split by who may read each value."""
+
+    config: dict[str, str]  # path -> content (a ConfigMap: nothing secret)
+    env: dict[str, str]  # plain variables
+    secret_env: dict[str, str]  # variables with a secret in them (a Kubernetes Secret)
+
+
+def render_entry(entry: Entry, known: dict[str, str]) -> Rendered:
+    env: dict[str, str] = {}
+    secret_env: dict[str, str] = {}
+    for name, value in entry.env.items():
+        refs, _ = references(value)
+        (secret_env if any(r.secret for r in refs) else env)[name] = resolve(value, known)
+    return Rendered({c.path: resolve(c.content, known) for c in entry.config}, env, secret_env)

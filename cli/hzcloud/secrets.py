@@ -200,3 +200,14 @@ def secret_names(site_dir: Path) -> set[str]:
     """
     path = site_dir / SECRETS_FILE
     return set(_load(path)) if os.path.lexists(path) else set()
+
+
+def ensure_named(site_dir: Path, names: Iterable[str]) -> dict[str, str]:
+    """Make each named secret secrets.yaml lacks (a bundle entry's credentials, at its first
+    install) and return them all; a value already there is never made anew."""
+    path, current = _ensure(site_dir, ())
+    missing = [n for n in dict.fromkeys(names) if n not in current]
+    if missing:
+        current.update({n: _new(n) for n in missing})
+        _write(path, current, replace=True)
+    return {n: current[n] for n in names}

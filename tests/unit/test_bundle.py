@@ -356,12 +356,13 @@ def test_show_unknown_name_exits_2(hz: Hz) -> None:
     assert "codes, imaging, orders, patient-index, records" in result.stderr
 
 
-def test_no_install_commands_yet(hz: Hz) -> None:
-    # install/upgrade/remove need the cluster's way in: not offered at all rather than stubbed
+def test_install_status_verify_remove_are_offered_and_upgrade_is_not_yet(hz: Hz) -> None:
+    # upgrade (rolling, with roll-back) is not built: not offered at all rather than stubbed
     result = hz("bundle", "--help")
     assert result.exit_code == 0
-    for absent in ("install", "upgrade", "remove"):
-        assert absent not in result.stdout
+    for offered in ("install", "status", "verify", "remove"):
+        assert offered in result.stdout
+    assert "upgrade" not in result.stdout
 
 
 def test_importing_the_cli_does_not_read_bundles() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,16 @@ def test_unknown_phase_is_bad_input(lab_site: Path) -> None:
     assert "unknown phase dta" in err.value.what and "preflight" in err.value.fix
 
 
-def test_dry_run_lists_what_is_missing_and_unavailable_and_writes_nothing(lab_site: Path) -> None:
+def _unavailable_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phase this build cannot run (the bundle phase stands in for it)."""
+    spec = replace(registry.phase("bundle"), unavailable="not available yet: a test says so")
+    monkeypatch.setitem(registry.BY_NAME, "bundle", spec)
+
+
+def test_dry_run_lists_what_is_missing_and_unavailable_and_writes_nothing(
+    lab_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _unavailable_bundle(monkeypatch)
     site_yaml = (lab_site / "site.yaml").read_text()
     with (lab_site / "site.yaml").open("a") as fh:
         fh.write("bundle:\n  services: [patient-index]\n")
@@ -125,7 +135,8 @@ def test_missing_artifacts_stop_up_before_anything_is_written(lab_site: Path) ->
 def test_an_unavailable_phase_fails_alone_and_the_rest_of_the_graph_runs(
     lab_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """bundle is not in this build: it fails; everything not depending on it completes."""
+    """A phase not in this build fails; everything not depending on it completes."""
+    _unavailable_bundle(monkeypatch)
     with (lab_site / "site.yaml").open("a") as fh:
         fh.write("bundle:\n  services: [patient-index]\n")
     loaded = load(lab_site)

@@ -58,7 +58,7 @@ FULL_PHASES = [
     ("ingress", ("base",)),
     ("platform", ("kubernetes",)),
     ("cloud", ("base", "data")),
-    ("bundle", ("storage", "data", "kubernetes", "cloud")),
+    ("bundle", ("storage", "data", "kubernetes", "platform", "cloud")),
     ("verify", ("storage", "data", "kubernetes", "ingress", "platform", "cloud", "bundle")),
 ]
 # The lab: no tenant and no bundle yet (their phases are not in this build).
@@ -98,7 +98,7 @@ def test_sample_hospital_has_the_lab_shape() -> None:
         "ansible",
         "pulumi",
         "pulumi",
-        "pulumi",
+        "ansible+pulumi",
         "testinfra",
     ]
 
@@ -124,7 +124,7 @@ def test_disabled_services_have_no_roles_and_no_phases() -> None:
         ("kubernetes", ("base",)),
         ("ingress", ("base",)),
         ("platform", ("kubernetes",)),
-        ("bundle", ("data", "kubernetes")),
+        ("bundle", ("data", "kubernetes", "platform")),
         ("verify", ("data", "kubernetes", "ingress", "platform", "bundle")),
     ]
     roles = {r for n in plan.nodes for r in n.roles}

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from hzcloud.bundle import Bundle
 
 app = typer.Typer(
-    help="The clinical service bundle: list, show, validate.",
+    help="The clinical service bundle: list, show, validate; install, status, verify, remove.",
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -198,3 +198,71 @@ def validate(
         f"{the_bundle.path}: ok — bundle {the_bundle.name} {the_bundle.version}, "
         f"{len(the_bundle.entries)} entries serving {len(the_bundle.offers)} services"
     )
+
+
+SiteArg = Annotated[Path, typer.Argument(help="Site folder (or its site.yaml).", show_default=".")]
+
+
+@app.command()
+def install(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
+    """Install (or update) the services the site picks: `hzcloud up --only bundle`."""
+    from hzcloud import engine
+    from hzcloud.app import _up
+
+    _up(engine.load(site), "bundle", output)
+
+
+@app.command()
+def status(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
+    """Each picked service: the version it runs, its state, its endpoints (asks the cluster)."""
+    from hzcloud import engine
+    from hzcloud.phases import bundle as phase
+
+    loaded = engine.load(site)
+    data = phase.status(loaded.site, loaded.plan, loaded.site_dir)
+    if output is Output.json:
+        from hzcloud.report import print_json
+
+        print_json(data)
+        return
+    from rich.markup import escape
+
+    from hzcloud.report import console
+
+    out = console()
+    for svc in data["services"]:
+        out.print(f"[bold]{escape(svc['name'])}[/] {escape(svc['version'])}: {svc['state']}")
+        for ep in svc["endpoints"]:
+            out.print(f"  {escape(ep['name'])}: {escape(ep['url'])}  (CA {escape(ep['ca'])})")
+
+
+@app.command()
+def verify(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
+    """Run each picked service's checks against its ports on every Kubernetes node."""
+    from hzcloud import engine, report
+    from hzcloud.phases import bundle as phase
+
+    loaded = engine.load(site)
+    checks = phase.verify(loaded.site, loaded.plan, loaded.site_dir)
+    report.verify_result(checks, output)
+    if not all(c.passed for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def remove(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
+    """Remove the picked services' workloads; their databases, buckets and credentials stay."""
+    from hzcloud import engine, report
+    from hzcloud.errors import HzError
+    from hzcloud.phases import bundle as phase
+
+    loaded = engine.load(site)
+    progress = report.UpProgress(quiet=output is Output.json)
+    try:
+        result = phase.remove(loaded.site, loaded.plan, loaded.site_dir, progress)
+    finally:
+        progress.close()
+    if not result.ok:
+        first = result.failures[0]
+        raise HzError("bundle remove failed", first.message, "fix the cause and run it again")
+    report.console().print(f"removed {result.changed} resources; data and credentials kept")

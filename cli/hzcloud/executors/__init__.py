@@ -41,6 +41,8 @@ class Executor(Protocol):
 
 def run_phase(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
     """Run a phase with the executor it names (hzcloud.executors.<executor>.run)."""
+    if phase.run is not None:
+        return phase.run(phase, ctx, on_event)
     module = importlib.import_module(f"hzcloud.executors.{phase.executor}")
     executor: Executor = module.run
     return executor(phase, ctx, on_event)

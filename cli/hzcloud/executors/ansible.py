@@ -42,6 +42,7 @@ def run_ansible(
     on_event: OnEvent,
     limit: str | None = None,
     name: str = "",
+    extravars: dict[str, Any] | None = None,
 ) -> PhaseResult:
     """Run playbooks/<playbook_name>.yml through ansible-runner against the rendered inventory."""
     phase = name or playbook_name
@@ -80,6 +81,7 @@ def run_ansible(
         inventory=str(state_dir / "inventory.yml"),
         envvars=env,
         limit=limit,
+        extravars=extravars,
         quiet=True,
         event_handler=handler,
         finished_callback=finished,

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from hzcloud.executors import RunContext
     from hzcloud.model import Site
-    from hzcloud.outcome import Check
+    from hzcloud.outcome import Check, OnEvent, PhaseResult
     from hzcloud.plan import Plan
 
-Executor = Literal["paramiko", "ansible", "pulumi", "testinfra"]
+# "ansible+pulumi": a phase that runs a playbook and then Pulumi stacks itself (Phase.run)
+Executor = Literal["paramiko", "ansible", "pulumi", "testinfra", "ansible+pulumi"]
 Reach = Literal["any", "management", "nodes"]
 
 
@@ -117,6 +119,9 @@ class Phase:
     endpoints: Callable[[Site, Plan, Path], list[Endpoint]] = lambda _s, _p, _d: []
     # the site-wide checks that prove the phase works (verify runs them once it completed)
     checks: Callable[[CheckContext], list[Check]] | None = None
+    # a phase whose work is not one executor's runs itself (bundle: a playbook for the needs,
+    # then a Pulumi stack per service), through the executors' functions
+    run: Callable[[Phase, RunContext, OnEvent], PhaseResult] | None = None
 
 
 def _registry() -> tuple[Phase, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from ipaddress import ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -43,10 +44,19 @@ def site_records(site: Site, plan: Plan, site_dir: Path) -> dict[str, list[str]]
         if address and address not in out.setdefault(name, []):
             out[name].append(address)
 
+    def is_address(text: str) -> bool:  # a bundle endpoint's URL names the way in, not an address
+        try:
+            ip_address(text)
+        except ValueError:
+            return False
+        return True
+
     planned = {p.name for p in plan.phases}
     for endpoint in phases.endpoints(site, plan, site_dir, planned):
         for hostport in urlsplit(endpoint.url).netloc.split(","):
-            add(endpoint.name, hostport.rsplit(":", 1)[0] if ":" in hostport else hostport)
+            host = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
+            if is_address(host):
+                add(endpoint.name, host)
     way_in = ingress_address(site, plan)
     for r in routes(site, plan, site_dir):
         add(r.host.removesuffix("." + site.hospital.site_domain), way_in)
