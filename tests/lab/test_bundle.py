@@ -65,7 +65,9 @@ def bundle_site(converged_site: dict[str, Any], site_artifacts: Path) -> dict[st
     )
     assert build.returncode == 0, build.stderr[-3000:]
     t0 = time.monotonic()
-    data = hzrun.up_json(site, "bundle")[1]  # after test_kubernetes.py: the cluster is there
+    # after test_kubernetes.py: the cluster is there; base (the gateway's firewall) and ingress
+    # (HAProxy's routes) learn the bundle's way in from the same site.yaml
+    data = hzrun.up_json(site, "base,ingress,bundle")[1]
     data["wall_seconds"] = time.monotonic() - t0
     data["site"] = str(site)
     print(f"\nbundle phase: {_phase(data, 'bundle')['seconds']} s")
