@@ -40,6 +40,20 @@ def up_json(site: Path, only: str, expect_ok: bool = True) -> tuple[int, dict[st
     return res.returncode, data
 
 
+def kubectl(site: Path, *args: str) -> str:
+    """kubectl of the site's artifacts with the site's admin kubeconfig (from this host)."""
+    from hzcloud.model import load_site
+
+    artifacts = site / load_site(site).artifacts
+    return subprocess.run(
+        [str(artifacts / "bin" / "kubectl"), f"--kubeconfig={site / 'kubeconfig'}", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
 def node_run(
     site: Path, node: str, command: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

@@ -64,15 +64,7 @@ def _hz(*args: str) -> str:
     ).stdout
 
 
-def kubectl(site: Path, *args: str) -> str:
-    artifacts = site / load_site(site).artifacts
-    return subprocess.run(
-        [str(artifacts / "bin" / "kubectl"), f"--kubeconfig={site / 'kubeconfig'}", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+kubectl = hzrun.kubectl
 
 
 def platform_stack(site: Path, action: str) -> PhaseResult:

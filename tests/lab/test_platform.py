@@ -102,20 +102,11 @@ def test_pods_resolve_the_sites_names_and_cluster_services(way_in: dict[str, Any
     assert nx.value.code == 404
 
 
-def _kubectl(site: Path, *args: str) -> str:
-    artifacts = site / load_site(site).artifacts
-    return subprocess.run(
-        [str(artifacts / "bin" / "kubectl"), f"--kubeconfig={site / 'kubeconfig'}", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-
-
 def _dns_pods(site: Path) -> list[dict[str, Any]]:
     items = json.loads(
-        _kubectl(site, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "json")
+        hzrun.kubectl(
+            site, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "json"
+        )
     )["items"]
     return [
         p
@@ -135,7 +126,7 @@ def test_a_coredns_pod_lost_names_keep_resolving(way_in: dict[str, Any]) -> None
     )
     assert len({p["spec"]["nodeName"] for p in pods}) == len(pods), "two replicas on one node"
     victim = pods[0]["metadata"]["name"]
-    _kubectl(site, "-n", "kube-system", "delete", "pod", victim, "--grace-period=0", "--force")
+    hzrun.kubectl(site, "-n", "kube-system", "delete", "pod", victim, "--grace-period=0", "--force")
     t0 = time.monotonic()
     answers, slowest = 0, 0.0
     while time.monotonic() - t0 < 20:
