@@ -1,9 +1,11 @@
-"""Benchmark: the cloud phase, a backup into the tenant, a restore drill, the tunnel's throughput.
+"""Benchmark: the cloud phase, backups of every layer into the tenant, restore drills, the tunnel.
 
     python benchmarks/cloud.py [--site /work/labs/ten] [--mib 64] [--no-apply] [--json]
 
 On a lab whose site has a tenant and whose data phase has run: `hzcloud up --only cloud`
-(converged or not, as found), `hzcloud backup --now` full then incr, `hzcloud restore --drill`,
+(converged or not, as found), `hzcloud backup --now` full then incr (every layer: PostgreSQL,
+each etcd's snapshot, each bucket copy; each layer's own seconds), `hzcloud restore --drill`
+(every layer's restore seconds and RPO), a point-in-time drill of PostgreSQL to a moment ago,
 then MIB MiB (bounded; 60 s at most) from the gateway through the WireGuard tunnel to a sink in
 the lab's tenant namespace (a firewall rule on each side lets the benchmark's flow pass while it
 runs, and is removed after).
@@ -122,18 +124,32 @@ def main() -> None:
         figures["cloud_phase_seconds"] = round(seconds, 1)
         figures["cloud_phase_changed"] = cloud["changed"]
     for kind in ("full", "incr"):
-        seconds, _ = hz("backup", str(site), "--now", "--type", kind)
+        seconds, done = hz("backup", str(site), "--now", "--type", kind)
         figures[f"backup_{kind}_seconds"] = round(seconds, 1)
+        for layer in done["layers"]:  # the layers run at the same time, each on its node
+            what = kind if layer["name"] == "postgres" else f"beside {kind}"
+            figures[f"  {layer['name']} ({what})"] = (
+                layer["seconds"] if layer["ok"] else f"FAILED: {layer['error'][-300:]}"
+            )
     seconds, drill = hz("restore", str(site), "--drill")
     figures["restore_drill_seconds"] = round(seconds, 1)
     figures["restore_drill_passed"] = drill["passed"]
+    for layer in drill["layers"]:
+        figures[f"  {layer['name']} restore"] = (
+            f"{layer['seconds']} s, RPO {layer['rpo_seconds']} s"
+            + ("" if layer["passed"] else f" FAILED: {layer['detail'][-300:]}")
+        )
     figures["restore_rpo_seconds"] = drill["layers"][0]["rpo_seconds"]
+    moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+    seconds, pitr = hz("restore", str(site), "--drill", "--to", moment)
+    figures["restore_to_time_seconds"] = round(seconds, 1)
+    figures["restore_to_time_passed"] = pitr["passed"]
     figures["tunnel_mib_per_second"] = round(tunnel_throughput(site, args.mib), 1)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
         for key, value in figures.items():
-            print(f"{key:<26} {value}")
+            print(f"{key:<34} {value}")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ class ServiceArgs:
     ports: tuple[ServicePort, ...] = ()
     # none: the image's own user, which runAsNonRoot requires to be numeric and not root
     run_as_user: int | None = None
+    # seconds a new version's pods have to become ready: after them the Deployment reports
+    # ProgressDeadlineExceeded and the stack's update fails (the installer then rolls back)
+    ready_within: int = 600
 
 
 def _probe(p: Probe | None) -> k8s.core.v1.ProbeArgs | None:
@@ -169,9 +172,16 @@ class BundleService(pulumi.ComponentResource):
 
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deploy",
-            metadata=meta(""),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.name,
+                namespace=ns.metadata.name,
+                labels=labels,
+                # pulumi-kubernetes waits this long for the rollout, then fails the update
+                annotations={"pulumi.com/timeoutSeconds": str(args.ready_within)},
+            ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=args.replicas,
+                progress_deadline_seconds=args.ready_within,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
                 # a new version starts before an old pod stops: the service stays up
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(

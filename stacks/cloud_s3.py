@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 # what decides the tenant's resources; the admin key only lets us act on them
 _CONNECTION = ("endpoint", "region", "access_key", "secret_key")
@@ -47,6 +47,10 @@ def _client(service: str, props: dict[str, Any]) -> Any:
 
 def _error_code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+# what a service answers for a bucket or user that is not there (S3's HEAD has no body: "404")
+_GONE = ("404", "NoSuchBucket", "NotFound", "NoSuchEntity")
 
 
 def _changed(olds: dict[str, Any], news: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
@@ -99,6 +103,18 @@ class BucketProvider(ResourceProvider):
             except Exception as exc:
                 if _error_code(exc) not in ("NotImplemented", "501"):
                     raise
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Refresh (every `up`): a bucket gone from the tenant (emptied account, a new emulated
+        tenant) leaves the state, so the update creates it again instead of trusting the state.
+        An unreachable tenant raises: the phase fails and says why."""
+        try:
+            _client("s3", props).head_bucket(Bucket=props["bucket"])
+        except Exception as exc:
+            if _error_code(exc) in _GONE:
+                return ReadResult(id_=None, outs={})
+            raise
+        return ReadResult(id_=id_, outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # a new name, region or service is another bucket; a rotated admin key is not
@@ -191,6 +207,20 @@ class UserProvider(ResourceProvider):
             "secret_access_key": key["SecretAccessKey"],
         }
         return CreateResult(id_=user, outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Refresh: a user or access key gone from the tenant leaves the state (the update makes
+        them again, and the site's backup tools get the new key)."""
+        iam = _client("iam", props)
+        try:
+            keys = iam.list_access_keys(UserName=props["user"])["AccessKeyMetadata"]
+        except Exception as exc:
+            if _error_code(exc) in _GONE:
+                return ReadResult(id_=None, outs={})
+            raise
+        if props.get("access_key_id") not in {k["AccessKeyId"] for k in keys}:
+            return ReadResult(id_=None, outs={})
+        return ReadResult(id_=id_, outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = _changed(olds, news, ("user", "region", "endpoint"))

@@ -9,6 +9,7 @@ Everything is read and checked before anything is touched; every problem comes b
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,15 @@ class Check(_Model):
     tcp: TcpCheck | None = None
 
 
+class Load(_Model):
+    """A resource the installer PUTs on the service once it is ready (a FHIR CodeSystem, say):
+    by its path, so a re-install writes the same resource again instead of a second one."""
+
+    path: HttpPath
+    # the resource as YAML; its strings may hold references (nothing secret: it is logged data)
+    body: dict[str, Any]
+
+
 class Entry(_Model):
     """One service entry: services/NAME.yaml."""
 
@@ -191,6 +201,7 @@ class Entry(_Model):
     depends_on: list[Name] = []
     endpoints: list[Endpoint] = []
     checks: Annotated[list[Check], Field(min_length=1)]
+    load: list[Load] = []
 
 
 # What `${needs.KIND.FIELD}` may name, and which of them are secret (they go to a Kubernetes Secret,
@@ -205,11 +216,16 @@ FIELDS: dict[str, dict[str, bool]] = {
         "url": True,
     },
     "redis": {
+        # Redis behind Sentinel: ask the Sentinels (sentinels, master) where the primary is;
+        # host:port is one of the Redis servers, which may be a replica after a failover
         "host": False,
         "port": False,
+        "sentinels": False,
+        "master": False,
         "user": False,
         "prefix": False,
         "password": True,
+        # redis+sentinel://USER:PASSWORD@SENTINELS/MASTER/0 (hzcloud status's form)
         "url": True,
     },
     "s3": {
@@ -221,8 +237,9 @@ FIELDS: dict[str, dict[str, bool]] = {
     },
     "way_in": {"host": False},
 }
-# Facts about the site that are not needs: where the installer mounts the site CA, the site code.
-SITE_FIELDS = {"ca_file", "code"}
+# Facts about the site that are not needs: where the installer mounts the site CA, the site code,
+# its DNS domain (a hospital's identifier systems are named under it: https://<domain>/mrn).
+SITE_FIELDS = {"ca_file", "code", "domain"}
 
 # `${...}` is a reference; `$${` writes a literal `${` (Orthanc's own ${VAR} in its JSON, say).
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -261,6 +278,13 @@ class Bundle:
         return ", ".join(sorted(self.offers))
 
 
+def ready_within(entry: Entry) -> int:
+    """Seconds a new version's pods get to become ready before its rollout counts as failed:
+    the startup probe's whole budget, then the readiness probe's, and a minute to start."""
+    probes = (entry.probes.startup, entry.probes.readiness)
+    return 60 + sum(p.period * p.failures for p in probes if p is not None)
+
+
 def default_bundle_dir() -> Path:
     return resource("bundles") / "default"
 
@@ -295,8 +319,8 @@ def references(text: str) -> tuple[list[Ref], list[str]]:
 
 
 _REF_FIX = (
-    "write ${needs.KIND.FIELD} (KIND: postgres, redis, s3, way_in, secrets), ${site.ca_file} "
-    "or ${site.code}; $${ writes a literal ${"
+    "write ${needs.KIND.FIELD} (KIND: postgres, redis, s3, way_in, secrets), ${site.ca_file}, "
+    "${site.code} or ${site.domain}; $${ writes a literal ${"
 )
 
 
@@ -490,7 +514,17 @@ def _entry_problems(entry: Entry, loaded: Loaded, file: str, names: set[str]) ->
 
     needs = entry.needs
 
-    def check_refs(path: KeyPath, text: str, in_config: bool) -> None:
+    # where a secret must not go: (what it is, the fix), None for env (a Kubernetes Secret)
+    config_not = (
+        "a config file is not (it becomes a ConfigMap)",
+        "pass it in env (a Kubernetes Secret) and read that variable from the file",
+    )
+    load_not = (
+        "a loaded resource is not (the service keeps it for its users to read)",
+        "leave credentials out of load bodies",
+    )
+
+    def check_refs(path: KeyPath, text: str, public: tuple[str, str] | None) -> None:
         refs, bad = references(text)
         for what in bad:
             add(path, what, _REF_FIX)
@@ -511,17 +545,21 @@ def _entry_problems(entry: Entry, loaded: Loaded, file: str, names: set[str]) ->
                     f"'${{{ref.text}}}' refers to needs.{parts[1]}, which the entry does not declare",
                     f"declare needs.{parts[1]}, or remove the reference",
                 )
-            if in_config and ref.secret:
-                add(
-                    path,
-                    f"'${{{ref.text}}}' is secret and a config file is not (it becomes a ConfigMap)",
-                    "pass it in env (a Kubernetes Secret) and read that variable from the file",
-                )
+            if public is not None and ref.secret:
+                add(path, f"'${{{ref.text}}}' is secret and {public[0]}", public[1])
 
     for i, cfg in enumerate(entry.config):
-        check_refs(("config", i, "content"), cfg.content, True)
+        check_refs(("config", i, "content"), cfg.content, config_not)
     for key, value in entry.env.items():
-        check_refs(("env", key), value, False)
+        check_refs(("env", key), value, None)
+    for i, ld in enumerate(entry.load):
+        check_refs(("load", i, "body"), json.dumps(ld.body), load_not)
+    load_paths = [ld.path for ld in entry.load]
+    for i, p in enumerate(load_paths):
+        if load_paths.index(p) != i:
+            add(("load", i, "path"), f"{p} is loaded twice", "keep one resource per path")
+    if entry.load and (needs.way_in is None or needs.way_in.https is None):
+        add(("load",), "loading resources needs needs.way_in.https", "declare needs.way_in.https")
 
     seen: set[str] = set()
     for i, img in enumerate(entry.images):
@@ -805,6 +843,7 @@ def entry_detail(le: LoadedEntry) -> dict[str, Any]:
         "replicas": e.replicas,
         "depends_on": list(e.depends_on),
         "checks": [c.model_dump(exclude_none=True) for c in e.checks],
+        "load": [ld.path for ld in e.load],
     }
 
 
@@ -878,7 +917,11 @@ def values(
 
     hosts = paas_hosts(site, plan)
     out = {k: secrets[v] for k, v in secret_keys(entry).items()}
-    out |= {"site.ca_file": CA_FILE, "site.code": site.hospital.code}
+    out |= {
+        "site.ca_file": CA_FILE,
+        "site.code": site.hospital.code,
+        "site.domain": site.hospital.site_domain,
+    }
     needs = entry.needs
     if needs.postgres is not None:
         pg = needs.postgres
@@ -893,15 +936,21 @@ def values(
             "?sslmode=require",
         }
     if needs.redis is not None:
+        from hzcloud.phases.data import redis_master_name
+
         rd = needs.redis
         host, port = hosts["redis"], str(ports["redis"])
+        sentinels = f"{host}:{ports['sentinel']}"  # the site name answers every Sentinel
+        master = redis_master_name(plan.site)
         out |= {
             "needs.redis.host": host,
             "needs.redis.port": port,
+            "needs.redis.sentinels": sentinels,
+            "needs.redis.master": master,
             "needs.redis.user": rd.user,
             "needs.redis.prefix": rd.prefix,
-            "needs.redis.url": f"redis://{rd.user}:"
-            f"{quote(out['needs.redis.password'], safe='')}@{host}:{port}/0",
+            "needs.redis.url": f"redis+sentinel://{rd.user}:"
+            f"{quote(out['needs.redis.password'], safe='')}@{sentinels}/{master}/0",
         }
     if needs.s3 is not None:
         out |= {
@@ -932,6 +981,18 @@ class Rendered:
     config: dict[str, str]  # path -> content (a ConfigMap: nothing secret)
     env: dict[str, str]  # plain variables
     secret_env: dict[str, str]  # variables with a secret in them (a Kubernetes Secret)
+    load: tuple[tuple[str, str], ...] = ()  # (path, JSON body) to PUT once the service is ready
+
+
+def _resolve_all(value: Any, known: dict[str, str]) -> Any:
+    """value (YAML data) with the references in every string resolved."""
+    if isinstance(value, str):
+        return resolve(value, known)
+    if isinstance(value, list):
+        return [_resolve_all(v, known) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve_all(v, known) for k, v in value.items()}
+    return value
 
 
 def render_entry(entry: Entry, known: dict[str, str]) -> Rendered:
@@ -940,4 +1001,9 @@ def render_entry(entry: Entry, known: dict[str, str]) -> Rendered:
     for name, value in entry.env.items():
         refs, _ = references(value)
         (secret_env if any(r.secret for r in refs) else env)[name] = resolve(value, known)
-    return Rendered({c.path: resolve(c.content, known) for c in entry.config}, env, secret_env)
+    load = tuple(
+        (ld.path, json.dumps(_resolve_all(ld.body, known), sort_keys=True)) for ld in entry.load
+    )
+    return Rendered(
+        {c.path: resolve(c.content, known) for c in entry.config}, env, secret_env, load
+    )

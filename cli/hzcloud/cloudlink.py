@@ -9,8 +9,11 @@ Files in <site>/cloud/ (mode 0700; keep a copy with secrets.yaml and pki/):
 - `<tenant>-endpoint.pub`: the tenant endpoint's WireGuard public key, from the cloud (the lab
   writes its emulated tenant's);
 - `<tenant>-ca.crt` (optional): the CA of the tenant API's certificate when not a public one;
-- `<tenant>-repo.key`: the pgBackRest cipher pass of the tenant repository (0600, made once):
-  without it the encrypted backups cannot be read.
+- `<tenant>-repo.key`: the cipher pass of the tenant repository (0600, made once): pgBackRest's,
+  and rclone crypt's for the etcd snapshots and bucket copies. Without it the encrypted backups
+  cannot be read;
+- `rgw-dr.key`: the keys of the site's RGW user that reads the buckets copied into the tenant
+  (0600, made once; `ACCESS:SECRET`).
 """
 
 from __future__ import annotations
@@ -76,6 +79,10 @@ def repo_key_path(site_dir: Path, tenant: str) -> Path:
     return cloud_dir(site_dir) / f"{tenant}-repo.key"
 
 
+def rgw_reader_key_path(site_dir: Path) -> Path:
+    return cloud_dir(site_dir) / "rgw-dr.key"
+
+
 def new_private_key() -> str:
     """A WireGuard (X25519) private key, base64 as `wg genkey` prints it."""
     from cryptography.hazmat.primitives import serialization
@@ -136,3 +143,32 @@ def ensure_site_key(site_dir: Path, tenant: str) -> str:
 def ensure_repo_key(site_dir: Path, tenant: str) -> str:
     """The tenant repository's cipher pass (made once, 0600); never printed."""
     return _ensure_secret_file(repo_key_path(site_dir, tenant), _random.token_urlsafe(32))
+
+
+def ensure_rgw_reader_keys(site_dir: Path) -> tuple[str, str]:
+    """The keys of the RGW user that reads the buckets to copy (made once, 0600)."""
+    import string
+
+    upper = string.ascii_uppercase + string.digits
+    made = "".join(_random.choice(upper) for _ in range(20))
+    made += ":" + "".join(_random.choice(string.ascii_letters + string.digits) for _ in range(40))
+    access, _, secret = _ensure_secret_file(rgw_reader_key_path(site_dir), made).partition(":")
+    return access, secret
+
+
+# rclone's published key for "obscured" values in its configuration (obfuscation, not secrecy:
+# the file holding them is 0600)
+_RCLONE_OBSCURE_KEY = bytes.fromhex(
+    "9c935b48730a554d6bfd7c63c886a92bd390198eb8128afbf4de162b8b95f638"
+)
+
+
+def rclone_obscure(text: str) -> str:
+    """`rclone obscure TEXT`, with an IV derived from the text: the same configuration file on
+    every run (rclone reads any IV), so a converged site changes nothing."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    iv = hashlib.sha256(b"hzcloud rclone obscure\0" + text.encode()).digest()[:16]
+    enc = Cipher(algorithms.AES(_RCLONE_OBSCURE_KEY), modes.CTR(iv)).encryptor()
+    raw = iv + enc.update(text.encode()) + enc.finalize()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")

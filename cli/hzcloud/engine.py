@@ -9,7 +9,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from hzcloud import journal
+from hzcloud import journal, sitelock
 from hzcloud import phases as registry
 from hzcloud.errors import HzError, UsageError
 from hzcloud.executors import RunContext, run_phase
@@ -112,7 +112,7 @@ def check_needs(loaded: Loaded, chosen: list[Phase]) -> None:
             if len(missing) > 1
             else f"{missing[0].shown} is missing ({missing[0].what})",
             "; ".join(causes) + "; nothing was touched",
-            missing[0].fix,
+            "; ".join(dict.fromkeys(n.fix for n in missing)),  # each distinct fix, in order
         )
 
 
@@ -153,107 +153,109 @@ def up(
     t0 = time.monotonic()
     chosen = select_phases(loaded.plan, only, loaded.state_dir)
     check_needs(loaded, chosen)
-    prepare(loaded)
-    state = loaded.state_dir
-    ctx = RunContext(loaded.site, loaded.plan, loaded.site_dir)
-    phash = plan_hash(loaded.plan)
-    resumed = journal.resume_point(state, phash)
-    run_id = journal.new_run_id()
-    records: dict[str, journal.PhaseRecord] = {}
-    findings: list[dict[str, object]] = []
-    failures: list[Failure] = []
-    by_name = {p.name: p for p in chosen}
-    pending = [p.name for p in chosen]
-    changes: dict[str, list[str]] = {}
+    # one run at a time on a site (taken after the inputs are checked, before anything is written)
+    with sitelock.hold(loaded.site_dir):
+        prepare(loaded)
+        state = loaded.state_dir
+        ctx = RunContext(loaded.site, loaded.plan, loaded.site_dir)
+        phash = plan_hash(loaded.plan)
+        resumed = journal.resume_point(state, phash)
+        run_id = journal.new_run_id()
+        records: dict[str, journal.PhaseRecord] = {}
+        findings: list[dict[str, object]] = []
+        failures: list[Failure] = []
+        by_name = {p.name: p for p in chosen}
+        pending = [p.name for p in chosen]
+        changes: dict[str, list[str]] = {}
 
-    def tell(ev: Event) -> None:  # what changed is kept for the journal and the report
-        if ev.kind == "changed":
-            changes.setdefault(ev.phase, []).append(f"{ev.host}: {ev.task}")
-        on_event(ev)
+        def tell(ev: Event) -> None:  # what changed is kept for the journal and the report
+            if ev.kind == "changed":
+                changes.setdefault(ev.phase, []).append(f"{ev.host}: {ev.task}")
+            on_event(ev)
 
-    def finish(name: str, status: str, start: float, error: dict[str, str]) -> None:
-        rec = journal.PhaseRecord(
-            run_id, name, status, start, time.time(), plan_hash=phash, error=error
-        )
-        journal.append(state, rec)
-        records[name] = rec
-
-    named = set(only or ())  # a phase the operator names runs, even when it was done before
-    for name in list(pending):
-        if name in resumed and name not in ("preflight", "verify") and name not in named:
-            finish(name, "skipped", time.time(), {"note": "done in the interrupted run"})
-            pending.remove(name)
-            tell(Event(name, "phase-skipped", detail="done before; resuming"))
-
-    def run_one(phase: Phase) -> PhaseResult:
-        spec = registry.phase(phase.name)
-        start = time.time()
-        journal.append(
-            state, journal.PhaseRecord(run_id, phase.name, "running", start, plan_hash=phash)
-        )
-        tell(Event(phase.name, "phase-start"))
-        try:
-            if spec.unavailable:
-                raise HzError(spec.unavailable)
-            result = run_phase(spec, ctx, tell)
-        except HzError as exc:
-            message = exc.what + (f": {exc.cause}" if exc.cause else "")
-            tell(Event(phase.name, "failed", detail=message))
-            result = PhaseResult(
-                phase.name, False, 0, time.time() - start, failures=(Failure("", "", message),)
+        def finish(name: str, status: str, start: float, error: dict[str, str]) -> None:
+            rec = journal.PhaseRecord(
+                run_id, name, status, start, time.time(), plan_hash=phash, error=error
             )
-        first = result.failures[0] if result.failures else None
-        rec = journal.PhaseRecord(
+            journal.append(state, rec)
+            records[name] = rec
+
+        named = set(only or ())  # a phase the operator names runs, even when it was done before
+        for name in list(pending):
+            if name in resumed and name not in ("preflight", "verify") and name not in named:
+                finish(name, "skipped", time.time(), {"note": "done in the interrupted run"})
+                pending.remove(name)
+                tell(Event(name, "phase-skipped", detail="done before; resuming"))
+
+        def run_one(phase: Phase) -> PhaseResult:
+            spec = registry.phase(phase.name)
+            start = time.time()
+            journal.append(
+                state, journal.PhaseRecord(run_id, phase.name, "running", start, plan_hash=phash)
+            )
+            tell(Event(phase.name, "phase-start"))
+            try:
+                if spec.unavailable:
+                    raise HzError(spec.unavailable)
+                result = run_phase(spec, ctx, tell)
+            except HzError as exc:
+                message = exc.what + (f": {exc.cause}" if exc.cause else "")
+                tell(Event(phase.name, "failed", detail=message))
+                result = PhaseResult(
+                    phase.name, False, 0, time.time() - start, failures=(Failure("", "", message),)
+                )
+            first = result.failures[0] if result.failures else None
+            rec = journal.PhaseRecord(
+                run_id,
+                phase.name,
+                "ok" if result.ok else "failed",
+                start,
+                time.time(),
+                result.changed,
+                round(result.seconds, 2),
+                result.hosts,
+                {"host": first.host, "task": first.task, "message": first.message} if first else {},
+                phash,
+                changes.get(phase.name, []),
+            )
+            journal.append(state, rec)
+            records[phase.name] = rec
+            tell(Event(phase.name, "phase-end", detail="ok" if result.ok else "failed"))
+            return result
+
+        def blocked_by(name: str) -> list[str]:
+            deps = [d for d in by_name[name].depends_on if d in by_name]
+            return [d for d in deps if d in records and records[d].status not in DONE]
+
+        running: dict[Future[PhaseResult], str] = {}
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            while pending or running:
+                for name in list(pending):
+                    blockers = blocked_by(name)
+                    if blockers:
+                        pending.remove(name)
+                        note = f"not run: needs {', '.join(blockers)}, which did not complete"
+                        finish(name, "blocked", time.time(), {"note": note})
+                        tell(Event(name, "phase-blocked", detail=note))
+                        continue
+                    deps = [d for d in by_name[name].depends_on if d in by_name]
+                    if all(d in records for d in deps):
+                        pending.remove(name)
+                        running[pool.submit(run_one, by_name[name])] = name
+                if not running:
+                    if pending:  # only blocked phases left: the loop above records them
+                        continue
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    running.pop(fut)
+                    result = fut.result()
+                    failures.extend(result.failures)
+                    findings.extend(result.findings)
+        return UpResult(
             run_id,
-            phase.name,
-            "ok" if result.ok else "failed",
-            start,
-            time.time(),
-            result.changed,
-            round(result.seconds, 2),
-            result.hosts,
-            {"host": first.host, "task": first.task, "message": first.message} if first else {},
-            phash,
-            changes.get(phase.name, []),
+            tuple(records[p.name] for p in chosen if p.name in records),
+            tuple(findings),
+            tuple(failures),
+            time.monotonic() - t0,
         )
-        journal.append(state, rec)
-        records[phase.name] = rec
-        tell(Event(phase.name, "phase-end", detail="ok" if result.ok else "failed"))
-        return result
-
-    def blocked_by(name: str) -> list[str]:
-        deps = [d for d in by_name[name].depends_on if d in by_name]
-        return [d for d in deps if d in records and records[d].status not in DONE]
-
-    running: dict[Future[PhaseResult], str] = {}
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        while pending or running:
-            for name in list(pending):
-                blockers = blocked_by(name)
-                if blockers:
-                    pending.remove(name)
-                    note = f"not run: needs {', '.join(blockers)}, which did not complete"
-                    finish(name, "blocked", time.time(), {"note": note})
-                    tell(Event(name, "phase-blocked", detail=note))
-                    continue
-                deps = [d for d in by_name[name].depends_on if d in by_name]
-                if all(d in records for d in deps):
-                    pending.remove(name)
-                    running[pool.submit(run_one, by_name[name])] = name
-            if not running:
-                if pending:  # only blocked phases left: the loop above records them
-                    continue
-                break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                running.pop(fut)
-                result = fut.result()
-                failures.extend(result.failures)
-                findings.extend(result.findings)
-    return UpResult(
-        run_id,
-        tuple(records[p.name] for p in chosen if p.name in records),
-        tuple(findings),
-        tuple(failures),
-        time.monotonic() - t0,
-    )

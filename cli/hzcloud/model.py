@@ -168,6 +168,9 @@ class Kubernetes(_Model):
     enabled: bool = True
     # Upstream Kubernetes, built into the site's artifacts folder (scripts/build-artifacts).
     version: Annotated[str, StringConstraints(pattern=r"^v\d+\.\d+\.\d+$")] = "v1.37.2"
+    # free space (%) of a node's disk below which the kubelet evicts pods and deletes images
+    # no pod uses: here they cannot be pulled again (the next `up` re-imports them)
+    disk_reserve_percent: Annotated[int, Field(ge=1, le=50)] = 10
 
 
 class Services(_Model):
@@ -214,6 +217,8 @@ class Tenant(_Model):
     subnet: Network
     # the backup bucket; none: hz-<site code>-backup
     bucket: BucketName | None = None
+    # the site's own Ceph RGW buckets copied into the tenant besides the bundle's (imaging)
+    sync_buckets: list[BucketName] = []
 
     @property
     def credentials_ref(self) -> str:
@@ -389,6 +394,8 @@ def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
         fix = _PATTERN_FIXES.get(str(path[-1]), fix)
         if len(path) >= 2 and path[-2] == "disks":
             fix = "write the device path, e.g. /dev/sdb"
+        if len(path) >= 2 and path[-2] == "sync_buckets":
+            fix = _PATTERN_FIXES["bucket"]
     if kind in ("literal_error", "enum"):
         fix = f"use one of: {err.get('ctx', {}).get('expected', '')}".rstrip(": ")
     return Problem(filename, loaded.line_of(path), dotted(path), what, fix)
@@ -711,6 +718,23 @@ def _tenant_problems(site: Site) -> list[CrossProblem]:
                     "add api: with the service's S3 URL, e.g. https://s3.example.org",
                 )
             )
+        if t.sync_buckets and not site.services.ceph.enabled:
+            out.append(
+                (
+                    (*path, "sync_buckets"),
+                    "buckets to copy from Ceph's S3, but Ceph is disabled",
+                    "enable services.ceph, or remove sync_buckets",
+                )
+            )
+        for j, name in enumerate(t.sync_buckets):
+            if name in t.sync_buckets[:j]:
+                out.append(
+                    (
+                        (*path, "sync_buckets", j),
+                        f"bucket '{name}' is listed twice",
+                        "list every bucket once",
+                    )
+                )
         if t.api is not None and t.api.scheme == "http" and not _inside_link(t.api.host, t):
             out.append(
                 (

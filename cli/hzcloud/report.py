@@ -186,7 +186,8 @@ def dry_run(plan: Plan, dry: DryRun, output: Output) -> None:
         )
         for n in dry.missing:
             out.print(f"  {escape(n.what)}: {n.path}")
-        out.print(f"  fix: {escape(dry.missing[0].fix)}")
+        for fix in dict.fromkeys(n.fix for n in dry.missing):  # each distinct fix, in order
+            out.print(f"  fix: {escape(fix)}")
 
 
 def up_summary(result: UpResult, output: Output, found: list[Endpoint]) -> None:

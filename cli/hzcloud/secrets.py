@@ -211,3 +211,13 @@ def ensure_named(site_dir: Path, names: Iterable[str]) -> dict[str, str]:
         current.update({n: _new(n) for n in missing})
         _write(path, current, replace=True)
     return {n: current[n] for n in names}
+
+
+def forget_named(site_dir: Path, names: Iterable[str]) -> list[str]:
+    """Drop the named secrets from secrets.yaml (a purged bundle entry's credentials, whose
+    database role and S3 user are gone) and return the keys it held; the site's own are kept."""
+    path, current = _ensure(site_dir, ())
+    gone = [n for n in dict.fromkeys(names) if n in current and n not in GENERATED]
+    if gone:
+        _write(path, {k: v for k, v in current.items() if k not in gone}, replace=True)
+    return gone

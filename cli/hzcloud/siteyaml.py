@@ -220,6 +220,8 @@ def read_in_folder(
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
+            if path.name != "site.yaml":  # secrets.yaml, fleet.yaml...: a file was expected
+                raise _problem(path, "is a folder, not a file", "replace it with the file")
             raise _problem(path, "is a folder without site.yaml", _NOT_FOUND_FIX)
         if not stat.S_ISREG(st.st_mode):
             what = _KINDS.get(stat.S_IFMT(st.st_mode), "a special file")

@@ -93,6 +93,9 @@ def site_artifacts(lab_site: Path) -> Path:
         folder.symlink_to(wanted)
     scripts = Path(__file__).resolve().parents[2] / "scripts"
     build = f'{scripts}/build-artifacts "$0" && {scripts}/build-images "$0"'
+    images = hzrun.bundle_images(lab_site)
+    if images:  # the images of the bundle entries the site picks (its whole-site up needs them)
+        build += f' && {scripts}/build-bundle-images "$0" {" ".join(images)}'
     t0 = time.monotonic()
     res = subprocess.run(
         ["flock", f"{wanted}.lock", "sh", "-c", build, wanted],

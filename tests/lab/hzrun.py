@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import itertools
 import json
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -641,3 +644,55 @@ def etcd_healthy(site: Path) -> bool:
         return all(e["health"] for e in json.loads(out or "[]")) and bool(out)
     except (ValueError, KeyError):
         return False
+
+
+# bundle entry -> its image in scripts/build-bundle-images
+BUNDLE_IMAGES = {"imaging": "orthanc", "fhir": "fhir"}
+
+
+def bundle_images(site_dir: Path) -> list[str]:
+    """The scripts/build-bundle-images names of the bundle entries the site picks."""
+    from hzcloud.bundle import bundle_for_site, picked
+    from hzcloud.model import load_site
+
+    site = load_site(site_dir)
+    return sorted(
+        {BUNDLE_IMAGES[le.entry.name] for le in picked(site, bundle_for_site(site, site_dir))}
+    )
+
+
+# --- The clinical bundle as hospital clients reach it (tests/lab/test_bundle.py, benchmarks/bundle.py) ---
+
+
+def ct_study() -> Any:
+    """A small generated CT image (64x64, 16 bits) in a new study."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "Lab^Test", "MRN-LAB-0001", "CT"
+    ds.StudyDate, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "20261201", "1", 1, 1
+    ds.Rows = ds.Columns = 64
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = bytes(range(256)) * 32  # 64*64*2 bytes
+    return ds
+
+
+class WayIn(http.client.HTTPSConnection):
+    """HTTPS to https://NAME/ at the way in's address: SNI and verification use NAME."""
+
+    def __init__(self, address: str, name: str, context: ssl.SSLContext) -> None:
+        super().__init__(name, 443, context=context, timeout=15)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]

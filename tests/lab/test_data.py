@@ -140,9 +140,9 @@ def test_postgres_failover_keeps_every_acknowledged_commit(
 ) -> None:
     with _pg_connect_retrying(lab_site, autocommit=True) as conn:
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS hz_drill (id bigint PRIMARY KEY, at timestamptz DEFAULT now())"
+            "CREATE TABLE IF NOT EXISTS hz_failover_probe (id bigint PRIMARY KEY, at timestamptz DEFAULT now())"
         )
-        conn.execute("TRUNCATE hz_drill")
+        conn.execute("TRUNCATE hz_failover_probe")
     acked: list[tuple[float, int]] = []  # (when, id) of every commit the server acknowledged
     errors: list[float] = []  # when a write failed (not acknowledged)
     stop = threading.Event()
@@ -154,7 +154,7 @@ def test_postgres_failover_keeps_every_acknowledged_commit(
             try:
                 if conn is None:
                     conn = _pg_connect(lab_site, autocommit=True)
-                conn.execute("INSERT INTO hz_drill (id) VALUES (%s)", (i,))
+                conn.execute("INSERT INTO hz_failover_probe (id) VALUES (%s)", (i,))
                 acked.append((time.monotonic(), i))
             except Exception:  # any error: the write was not acknowledged; reconnect
                 errors.append(time.monotonic())
@@ -191,7 +191,7 @@ def test_postgres_failover_keeps_every_acknowledged_commit(
         new = _leader(lab_site)
         assert new != old
         with _pg_connect_retrying(lab_site) as conn:
-            rows = {r[0] for r in conn.execute("SELECT id FROM hz_drill")}
+            rows = {r[0] for r in conn.execute("SELECT id FROM hz_failover_probe")}
         lost = [i for _, i in acked if i not in rows]
         assert not lost, f"{len(lost)} of {len(acked)} acknowledged commits lost: {lost[:10]}"
         print(

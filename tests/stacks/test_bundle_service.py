@@ -98,3 +98,30 @@ def test_secrets_reach_the_pod_only_through_the_secret() -> Any:
         assert "/etc/hzcloud/ca.crt" in mounts
 
     return svc.deployment.spec.apply(check)
+
+
+@pulumi.runtime.test
+def test_a_rollout_that_never_gets_ready_fails_at_the_entrys_deadline() -> Any:
+    svc = stack.BundleService(
+        "late",
+        stack.ServiceArgs(
+            kubeconfig="{}",
+            name="late",
+            namespace="hz-late",
+            version="2",
+            image="hzcloud.local/late:2",
+            readiness=stack.Probe(8080),
+            liveness=stack.Probe(8080),
+            ready_within=210,
+        ),
+    )
+
+    def check(both: Any) -> None:
+        meta, spec = both
+        # the Deployment says ProgressDeadlineExceeded and Pulumi stops waiting at the same time
+        assert spec["progress_deadline_seconds"] == 210
+        assert meta["annotations"]["pulumi.com/timeoutSeconds"] == "210"
+        strategy = spec["strategy"]["rolling_update"]
+        assert strategy["max_unavailable"] == 0, "the old pods serve until the new ones are ready"
+
+    return pulumi.Output.all(svc.deployment.metadata, svc.deployment.spec).apply(check)

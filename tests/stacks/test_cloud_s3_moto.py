@@ -193,6 +193,17 @@ def test_up_twice_write_only_to_its_bucket_then_destroy(
     assert not [e for e in events if e.kind == "changed"], events
     assert second.changed == 0, "a second up with nothing changed must change nothing"
 
+    # the tenant loses both (a new account, a rebuilt emulator): the state must not be trusted
+    for k in iam.list_access_keys(UserName=USER)["AccessKeyMetadata"]:
+        iam.delete_access_key(UserName=USER, AccessKeyId=k["AccessKeyId"])
+    iam.delete_user_policy(UserName=USER, PolicyName=cloud_s3.POLICY_NAME)
+    iam.delete_user(UserName=USER)
+    admin_s3.delete_bucket(Bucket=BUCKET)
+    events.clear()
+    third = run()
+    assert third.changed == 2, events  # the bucket and the user, made again
+    assert admin_s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+
     out = outputs(tmp_path, project, "cst", artifacts, PASSPHRASE)["dr"]
     assert out["bucket"] == BUCKET and out["user"] == USER
     key = (out["access_key_id"], out["secret_access_key"])

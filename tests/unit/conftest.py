@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +29,13 @@ def hz() -> Hz:
         return runner.invoke(app, list(args), input=input)
 
     return invoke
+
+
+def pick_services(site_dir: Path, names: list[str]) -> None:
+    """Make the site's bundle.services these names (the lab site picks all five)."""
+    site_yaml = site_dir / "site.yaml"
+    text = re.sub(r"^bundle:\n(?:[ #].*\n|\n)*", "", site_yaml.read_text(), flags=re.M)
+    site_yaml.write_text(f"{text}bundle:\n  services: [{', '.join(names)}]\n")
 
 
 def copy_site(source: Path, folder: Path) -> Path:

@@ -297,6 +297,7 @@ def test_show_json_contract(hz: Hz) -> None:
         "env",
         "file",
         "images",
+        "load",
         "name",
         "needs",
         "offers",
@@ -356,13 +357,13 @@ def test_show_unknown_name_exits_2(hz: Hz) -> None:
     assert "codes, imaging, orders, patient-index, records" in result.stderr
 
 
-def test_install_status_verify_remove_are_offered_and_upgrade_is_not_yet(hz: Hz) -> None:
-    # upgrade (rolling, with roll-back) is not built: not offered at all rather than stubbed
+def test_every_bundle_verb_is_offered(hz: Hz) -> None:
     result = hz("bundle", "--help")
     assert result.exit_code == 0
-    for offered in ("install", "status", "verify", "remove"):
+    for offered in ("list", "show", "validate", "install", "upgrade", "status", "verify", "remove"):
         assert offered in result.stdout
-    assert "upgrade" not in result.stdout
+    remove = hz("bundle", "remove", "--help")
+    assert "--purge" in remove.stdout and "--yes" in remove.stdout
 
 
 def test_importing_the_cli_does_not_read_bundles() -> None:

@@ -119,6 +119,100 @@ def test_the_playbook_gets_the_link_and_the_stack_outputs(tmp_path: Path) -> Non
     assert (t["bucket"], t["access_key"], t["secret_key"]) == ("hz-lab-backup", "AK", "SK")
 
 
+def _with_buckets(site_dir: Path, buckets: list[str], services: list[str]) -> Path:
+    spec = yaml.safe_load((site_dir / "site.yaml").read_text())
+    spec["cloud"]["tenants"][0]["sync_buckets"] = buckets
+    spec["bundle"] = {"services": services}
+    (site_dir / "site.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return site_dir
+
+
+def test_every_layer_has_its_nodes_and_target(tmp_path: Path) -> None:
+    site_dir = _with_buckets(_tenant_site(tmp_path), ["lab-results", "studies"], ["imaging"])
+    site = load_site(site_dir)
+    plan = plan_site(site)
+    layers = {x.name: x for x in backup.dr_layers(site, plan, site_dir)}
+    imaging = backup.bundle_buckets(site, site_dir)
+    assert imaging, "the default bundle's imaging entry has a bucket"
+    assert list(layers) == [
+        "etcd-patroni",
+        "etcd-kubernetes",
+        *(f"bucket-{b}" for b in imaging),
+        "bucket-lab-results",
+        *(["bucket-studies"] if "studies" not in imaging else []),
+    ]
+    assert layers["etcd-patroni"].hosts == tuple(n.name for n in plan.hosts("etcd"))
+    assert layers["etcd-kubernetes"].hosts == tuple(n.name for n in plan.hosts("k8s-server"))
+    rgw = plan.hosts("ceph-rgw")[0].name
+    assert all(x.hosts == (rgw,) for x in layers.values() if x.kind == "bucket")
+    assert layers["bucket-lab-results"].target.startswith("s3://hz-lab-backup/hzcloud/lab/dr/")
+
+
+def test_a_site_without_kubernetes_or_ceph_has_only_patronis_etcd(tmp_path: Path) -> None:
+    site_dir = _tenant_site(tmp_path)
+    spec = yaml.safe_load((site_dir / "site.yaml").read_text())
+    spec["services"] = {"ceph": {"enabled": False}, "kubernetes": {"enabled": False}}
+    spec.pop("bundle")  # its services need both
+    (site_dir / "site.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    site = load_site(site_dir)
+    assert [x.name for x in backup.dr_layers(site, plan_site(site), site_dir)] == ["etcd-patroni"]
+    needs = [n.what for n in cloud.PHASE.needs(site, site_dir)]
+    assert not any("etcdutl" in n for n in needs)
+
+
+def test_the_dr_roles_get_layers_and_keys_made_once(tmp_path: Path) -> None:
+    site_dir = _with_buckets(_tenant_site(tmp_path), ["lab-results"], [])
+    site = load_site(site_dir)
+    cloudlink.endpoint_pub_path(site_dir, "dr").parent.mkdir(mode=0o700)
+    cloudlink.endpoint_pub_path(site_dir, "dr").write_text("ENDPOINTPUB=\n")
+    first = cloud.link_vars(site, plan_site(site), site_dir, {})
+    again = cloud.link_vars(site, plan_site(site), site_dir, {})
+    assert first == again  # a converged site: the same facts, the same files on the nodes
+    assert [x["name"] for x in first["dr_layers_list"]][-1] == "bucket-lab-results"
+    key = cloudlink.rgw_reader_key_path(site_dir)
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert f"{first['dr_layers_rgw_access_key']}:{first['dr_layers_rgw_secret_key']}" == (
+        key.read_text().strip()
+    )
+    revealed = _rclone_reveal(first["dr_layers_crypt_password"])
+    assert revealed == cloudlink.ensure_repo_key(site_dir, "dr")
+
+
+def _rclone_reveal(obscured: str) -> str:
+    """rclone reveal, or its published algorithm where rclone is not installed."""
+    tool = shutil.which("rclone")
+    if tool:
+        res = subprocess.run([tool, "reveal", obscured], capture_output=True, text=True)
+        return res.stdout.strip()
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    raw = base64.urlsafe_b64decode(obscured + "=" * (-len(obscured) % 4))
+    dec = Cipher(algorithms.AES(cloudlink._RCLONE_OBSCURE_KEY), modes.CTR(raw[:16])).decryptor()
+    return (dec.update(raw[16:]) + dec.finalize()).decode()
+
+
+def test_status_of_the_dr_layers_says_why_when_the_tenant_did_not_answer() -> None:
+    answer = {
+        "now": 1_800_000_100.0,
+        "layers": [
+            {"name": "etcd-patroni", "target": "t", "last_good": 1_800_000_000.0, "error": ""},
+            {"name": "bucket-x", "target": "t", "last_good": None, "error": "tenant down"},
+        ],
+    }
+    etcd, bucket = backup.dr_layers_from(answer)
+    assert (etcd.age_seconds, etcd.error) == (100.0, "")
+    assert (bucket.last_good, bucket.error) == (None, "tenant down")
+
+
+def test_a_failed_wal_push_is_named_in_the_status() -> None:
+    status = json.loads(json.dumps(RECORDED_STATUS))
+    status["archiver"]["last_failed_time"] = 1_800_000_095.0
+    _, wal = backup.layers_from(status, "x")
+    assert "failed 5 s ago" in wal.error
+
+
 def test_the_cloud_phase_needs_the_tenant_endpoints_key(tmp_path: Path) -> None:
     site_dir = _tenant_site(tmp_path)
     needs = cloud.PHASE.needs(load_site(site_dir), site_dir)
@@ -147,7 +241,8 @@ def test_status_layers_come_from_the_newest_good_backup_and_wal() -> None:
     pg, wal = backup.layers_from(RECORDED_STATUS, "s3://b/p (dr)")
     assert (pg.name, pg.age_seconds, pg.last_good) == ("postgres", 60.0, "2027-01-15T08:00:40Z")
     assert (wal.name, wal.age_seconds) == ("postgres-wal", 10.0)
-    assert set(pg.to_dict()) == {"name", "last_good", "age_seconds", "target"}
+    assert set(pg.to_dict()) == {"name", "last_good", "age_seconds", "target", "error"}
+    assert pg.error == wal.error == ""
 
 
 def test_no_backup_yet_says_never() -> None:
@@ -167,7 +262,14 @@ def test_restore_without_drill_is_refused(hz: Hz, lab_dir: Path) -> None:
     assert "hzcloud restore SITE --drill" in res.output
 
 
-def test_the_node_backup_tool_compiles(tmp_path: Path) -> None:
-    tool = resource("playbooks") / "roles" / "pg_backup" / "files" / "hz-backup"
-    py_compile.compile(str(tool), cfile=str(tmp_path / "hz-backup.pyc"), doraise=True)
+def test_a_restore_to_a_time_that_is_not_one_is_refused(hz: Hz, lab_dir: Path) -> None:
+    res = hz("restore", str(lab_dir), "--drill", "--to", "yesterday")
+    assert res.exit_code == 2, res.output
+    assert "is not a time" in res.output
+
+
+def test_the_node_backup_tools_compile(tmp_path: Path) -> None:
+    for role, name in (("pg_backup", "hz-backup"), ("dr_layers", "hz-dr")):
+        tool = resource("playbooks") / "roles" / role / "files" / name
+        py_compile.compile(str(tool), cfile=str(tmp_path / f"{name}.pyc"), doraise=True)
     assert json.loads(json.dumps(RECORDED_STATUS))  # the shape the tool prints

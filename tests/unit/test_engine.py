@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import pick_services
 
 from hzcloud import engine as engine_module
-from hzcloud import journal
+from hzcloud import journal, sitelock
 from hzcloud import phases as registry
 from hzcloud.engine import dry_run, load, select_phases, up
 from hzcloud.errors import UsageError
 from hzcloud.outcome import PhaseResult
 from hzcloud.resources import resource
+from hzcloud.sitelock import SiteBusy
 
 
 def rec(run: str, phase: str, status: str, plan_hash: str = "h") -> journal.PhaseRecord:
@@ -103,9 +107,8 @@ def test_dry_run_lists_what_is_missing_and_unavailable_and_writes_nothing(
     lab_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _unavailable_bundle(monkeypatch)
+    pick_services(lab_site, ["patient-index"])
     site_yaml = (lab_site / "site.yaml").read_text()
-    with (lab_site / "site.yaml").open("a") as fh:
-        fh.write("bundle:\n  services: [patient-index]\n")
     (lab_site / "artifacts").mkdir()  # there, but empty: each file is named
     loaded = load(lab_site)
     before = sorted(p.name for p in lab_site.iterdir())
@@ -116,10 +119,11 @@ def test_dry_run_lists_what_is_missing_and_unavailable_and_writes_nothing(
     assert {"artifacts/bin/kubelet", "artifacts/bin/pulumi"} <= missing
     assert "scripts/build-artifacts" in dry.missing[0].fix
     assert sorted(p.name for p in lab_site.iterdir()) == before == ["artifacts", "site.yaml"]
-    assert site_yaml in (lab_site / "site.yaml").read_text()
+    assert (lab_site / "site.yaml").read_text() == site_yaml
 
 
 def test_missing_artifacts_stop_up_before_anything_is_written(lab_site: Path) -> None:
+    pick_services(lab_site, [])  # then the Kubernetes artifacts are the only need
     loaded = load(lab_site)
     prepared: list[str] = []
     with pytest.raises(UsageError) as err:
@@ -137,8 +141,7 @@ def test_an_unavailable_phase_fails_alone_and_the_rest_of_the_graph_runs(
 ) -> None:
     """A phase not in this build fails; everything not depending on it completes."""
     _unavailable_bundle(monkeypatch)
-    with (lab_site / "site.yaml").open("a") as fh:
-        fh.write("bundle:\n  services: [patient-index]\n")
+    pick_services(lab_site, ["patient-index"])
     loaded = load(lab_site)
     ran: list[str] = []
 
@@ -215,3 +218,40 @@ def test_status_refuses_a_journal_that_is_not_a_file(lab_site: Path) -> None:
     )
     assert res.returncode == 2, res.stderr
     assert "journal.jsonl" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_second_run_on_a_busy_site_is_refused_and_touches_nothing(lab_site: Path) -> None:
+    """Another process holds the site (as a running `hzcloud up` does): refused at once, named."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from hzcloud import journal, sitelock\n"
+            "site = Path(sys.argv[1])\n"
+            "with sitelock.hold(site):\n"
+            "    rec = journal.PhaseRecord(journal.new_run_id(), 'base', 'running', time.time())\n"
+            "    journal.append(site / 'state', rec)\n"
+            "    print('held', flush=True); time.sleep(60)",
+            str(lab_site),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = sorted(p.relative_to(lab_site) for p in lab_site.rglob("*"))
+        loaded = load(lab_site)
+        prepared: list[str] = []
+        with pytest.raises(SiteBusy) as err:
+            up(loaded, ["preflight"], lambda _e: None, prepare=lambda _l: prepared.append("x"))
+        assert f"pid {holder.pid}, phase base" in err.value.cause and err.value.exit_code == 3
+        assert (
+            prepared == []
+            and sorted(p.relative_to(lab_site) for p in lab_site.rglob("*")) == before
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock went with the process that held it: no stale lock after a kill
+    with sitelock.hold(lab_site):
+        pass

@@ -40,7 +40,8 @@ def test_the_examples_are_valid() -> None:
     lab, sample = load_site(LAB_SITE), load_site(SAMPLE_SITE)
     assert [s.name for s in lab.servers] == [f"lab-0{i}" for i in range(1, 9)]
     assert lab.servers[7].roles == [Role.GATEWAY]
-    assert lab.cloud.tenants == [] and lab.bundle.services == []  # phases not in this build
+    assert lab.cloud.tenants == []  # tests/lab/test_cloud.py gives it one
+    assert lab.bundle.services == ["patient-index", "codes", "records", "orders", "imaging"]
     assert sample.ssh.user == "hzadmin"
     assert sample.networks.ntp == ["10.20.0.1"]
     assert len(sample.storage_servers) == 4

@@ -57,11 +57,11 @@ FULL_PHASES = [
     ("kubernetes", ("base",)),
     ("ingress", ("base",)),
     ("platform", ("kubernetes",)),
-    ("cloud", ("base", "data")),
-    ("bundle", ("storage", "data", "kubernetes", "platform", "cloud")),
+    ("cloud", ("base", "data", "storage", "kubernetes")),
+    ("bundle", ("storage", "data", "kubernetes", "platform")),
     ("verify", ("storage", "data", "kubernetes", "ingress", "platform", "cloud", "bundle")),
 ]
-# The lab: no tenant and no bundle yet (their phases are not in this build).
+# The lab: no tenant (tests/lab/test_cloud.py gives it one), the five clinical services.
 LAB_PHASES = [
     ("preflight", ()),
     ("base", ("preflight",)),
@@ -70,7 +70,8 @@ LAB_PHASES = [
     ("kubernetes", ("base",)),
     ("ingress", ("base",)),
     ("platform", ("kubernetes",)),
-    ("verify", ("storage", "data", "kubernetes", "ingress", "platform")),
+    ("bundle", ("storage", "data", "kubernetes", "platform")),
+    ("verify", ("storage", "data", "kubernetes", "ingress", "platform", "bundle")),
 ]
 
 

@@ -22,8 +22,9 @@ from hzcloud.render import render
 from hzcloud.resources import resource
 
 PLAYBOOKS = sorted(resource("playbooks").glob("*.yml"))
-# bundle.yml is not a phase of site.yml: the bundle phase runs it with the needs as extra vars
-PHASE_PLAYBOOKS = {p.stem: p for p in PLAYBOOKS if p.stem not in ("site", "bundle")}
+# bundle.yml is not a phase of site.yml: the bundle phase runs it with the needs as extra vars;
+# bundle-purge.yml is `hzcloud bundle remove --purge`'s, with the same extra vars
+PHASE_PLAYBOOKS = {p.stem: p for p in PLAYBOOKS if p.stem not in ("site", "bundle", "bundle-purge")}
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 CEPH_GROUPS = {"ceph_mon", "ceph_mgr", "ceph_osd", "ceph_rgw"}
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import pick_services
 
 from hzcloud.errors import SiteError
 from hzcloud.model import load_site
@@ -27,6 +28,13 @@ def _routes(site_dir: Path) -> dict[str, object]:
     return {r.name: r for r in routes(site, plan_site(site), site_dir)}
 
 
+@pytest.fixture
+def lab_dir(lab_dir: Path) -> Path:
+    """The lab site without its bundle: the platform's canary is its only route."""
+    pick_services(lab_dir, [])
+    return lab_dir
+
+
 def test_the_canary_is_on_the_way_in_by_its_host_name(lab_dir: Path) -> None:
     (echo,) = _routes(lab_dir).values()
     assert (echo.kind, echo.host, echo.port) == ("https", "echo.lab.internal", 443)  # type: ignore[attr-defined]
@@ -35,8 +43,7 @@ def test_the_canary_is_on_the_way_in_by_its_host_name(lab_dir: Path) -> None:
 
 def test_bundle_entries_bring_https_and_tcp_routes_and_no_node_port_moves(lab_dir: Path) -> None:
     before = _routes(lab_dir)
-    with (lab_dir / "site.yaml").open("a") as fh:
-        fh.write("bundle:\n  services: [imaging, patient-index, orders]\n")
+    pick_services(lab_dir, ["imaging", "patient-index", "orders"])
     after = _routes(lab_dir)
     assert sorted(after) == ["echo", "fhir", "imaging", "imaging-dicom"]
     dicom = after["imaging-dicom"]

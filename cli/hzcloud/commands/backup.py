@@ -26,7 +26,7 @@ class _DefaultRun(TyperGroup):
 
 app = typer.Typer(
     cls=_DefaultRun,
-    help="PostgreSQL backups into the site's cloud tenant (through the link).",
+    help="Backups into the site's cloud tenant (through the link): PostgreSQL, etcd, buckets.",
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -40,17 +40,29 @@ def run_cmd(
     kind: Annotated[str, typer.Option("--type", help="full, diff or incr.")] = "full",
     output: OutputOpt = Output.text,
 ) -> None:
-    """Take a backup now (--now); without --now, show where the layers stand."""
+    """Every layer into the tenant now (--now); without --now, show where the layers stand."""
     from hzcloud import backup
 
     loaded = engine.load(site)
     if now:
         done = backup.backup_now(loaded.site, loaded.plan, loaded.state_dir, kind)
-        result = {"node": done.node, "type": done.kind, "seconds": done.seconds}
+        result = {
+            "ok": done.ok,
+            "node": done.node,
+            "type": done.kind,
+            "seconds": done.seconds,
+            "layers": [x.to_dict() for x in done.layers],
+        }
         if output == Output.json:
             report.print_json(result)
         else:
-            report.console().print(f"{done.kind} backup taken on {done.node} in {done.seconds} s")
+            out = report.console()
+            for x in done.layers:
+                mark = "[green]ok[/]" if x.ok else "[red]FAILED[/]"
+                what = f"{done.kind} backup" if x.name == "postgres" else "copy"
+                out.print(f"{mark} {x.name}: {what} on {x.node or '-'} in {x.seconds} s {x.error}")
+        if not done.ok:
+            raise typer.Exit(1)
         return
     _show(backup.status(loaded.site, loaded.plan, loaded.state_dir), output)
 
@@ -71,7 +83,9 @@ def _show(layers: Any, output: Output) -> None:
     out = report.console()
     for layer in layers:
         age = f"{layer.age_seconds:.0f} s ago" if layer.age_seconds is not None else "never"
-        out.print(f"{layer.name:<13} {layer.last_good or '-':<21} {age:<12} {layer.target}")
+        out.print(f"{layer.name:<20} {layer.last_good or '-':<21} {age:<12} {layer.target}")
+        if layer.error:
+            out.print(f"  [red]{layer.error}[/]")
 
 
 def restore(
@@ -79,12 +93,21 @@ def restore(
     drill: Annotated[
         bool, typer.Option("--drill", help="Restore into scratch space and compare.")
     ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="PostgreSQL to this point in time (ISO 8601, e.g. 2026-12-01T07:30:00Z).",
+        ),
+    ] = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """Restore drill: every layer from the tenant into scratch space, compared with the site."""
     from hzcloud import backup
     from hzcloud.errors import UsageError
 
+    if to is not None:
+        to = _timestamp(to)
     if not drill:
         raise UsageError(
             "only restore drills are in this build",
@@ -92,7 +115,7 @@ def restore(
             "hzcloud restore SITE --drill",
         )
     loaded = engine.load(site)
-    layers = backup.restore_drill(loaded.site, loaded.plan, loaded.state_dir)
+    layers = backup.restore_drill(loaded.site, loaded.plan, loaded.state_dir, to)
     passed = all(layer.passed for layer in layers)
     if output == Output.json:
         report.print_json({"passed": passed, "layers": [x.to_dict() for x in layers]})
@@ -103,3 +126,24 @@ def restore(
             out.print(f"{mark} {x.name}: {x.seconds} s, RPO {x.rpo_seconds} s ({x.detail})")
     if not passed:
         raise typer.Exit(1)
+
+
+def _timestamp(text: str) -> str:
+    """An ISO 8601 time, UTC when it names no zone; as the node tool takes it (no spaces)."""
+    from datetime import UTC, datetime
+
+    from hzcloud.errors import UsageError
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(
+            f"--to {text!r} is not a time",
+            str(exc),
+            "write ISO 8601, e.g. 2026-12-01T07:30:00Z",
+        ) from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if when > datetime.now(UTC):
+        raise UsageError(f"--to {text}: that is in the future", "", "give a past time")
+    return when.astimezone(UTC).isoformat()

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from hzcloud.bundle import Bundle
 
 app = typer.Typer(
-    help="The clinical service bundle: list, show, validate; install, status, verify, remove.",
+    help="The clinical service bundle: list, show, validate; install, upgrade, status, verify, remove.",
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -249,20 +249,192 @@ def verify(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
         raise typer.Exit(1)
 
 
+NamesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Services (entries) to act on; default: every one the site picks.", show_default=False
+    ),
+]
+
+
+def _only(loaded: Any, names: list[str] | None) -> set[str] | None:
+    """The picked entries named (an entry or a service name it serves); exit 2 on others."""
+    from hzcloud.errors import UsageError
+    from hzcloud.phases import bundle as phase
+
+    if not names:
+        return None
+    entries = {le.entry.name: le for le in phase.picked(loaded.site, loaded.site_dir)}
+    out: set[str] = set()
+    for name in names:
+        hit = next((n for n, le in entries.items() if name == n or name in le.offers), None)
+        if hit is None:
+            raise UsageError(
+                f"the site does not pick '{name}'",
+                f"its picked entries: {', '.join(entries) or 'none'}",
+                "name one of them, or add it to bundle.services in site.yaml",
+            )
+        out.add(hit)
+    return out
+
+
 @app.command()
-def remove(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
-    """Remove the picked services' workloads; their databases, buckets and credentials stay."""
+def upgrade(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
+    """Roll each service whose bundle holds another version to it, one pod at a time (the old
+    ones serve until the new ones are ready); a version that never becomes ready is rolled back
+    to the one that was. The site's bundle says the versions: bundle.folder in site.yaml, or the
+    bundle shipped with this hzcloud."""
     from hzcloud import engine, report
+    from hzcloud.app import _render
     from hzcloud.errors import HzError
     from hzcloud.phases import bundle as phase
 
     loaded = engine.load(site)
+    running = {
+        s["name"]: s for s in phase.status(loaded.site, loaded.plan, loaded.site_dir)["services"]
+    }
+    moves = [
+        {
+            "name": le.entry.name,
+            "from": running[le.entry.name]["version"]
+            if running[le.entry.name]["state"] != "not installed"
+            else None,
+            "to": le.entry.version,
+        }
+        for le in phase.picked(loaded.site, loaded.site_dir)
+    ]
+    todo = {m["name"] for m in moves if m["from"] != m["to"]}
+    if output is Output.text:
+        out = report.console()
+        for m in moves:
+            how = f"{m['from'] or 'not installed'} -> {m['to']}" if m["name"] in todo else "current"
+            out.print(f"{m['name']}: {how}")
+    result = None
+    if todo:
+        progress = report.UpProgress(quiet=output is Output.json)
+        try:
+            # the whole phase: a service whose version stays has nothing to change
+            result = engine.up(loaded, ["bundle"], progress, prepare=_render)
+        finally:
+            progress.close()
+    after = {
+        s["name"]: s for s in phase.status(loaded.site, loaded.plan, loaded.site_dir)["services"]
+    }
+    for m in moves:
+        now = after[m["name"]]
+        m["running"], m["state"] = now["version"], now["state"]
+        m["result"] = (
+            "current"
+            if m["name"] not in todo
+            else "upgraded"
+            if now["version"] == m["to"] and now["state"] == "ready"
+            else "rolled back"
+            if m["from"] is not None and now["version"] == m["from"]
+            else "failed"
+        )
+    failed = result is not None and not result.ok
+    error = None
+    if failed:
+        assert result is not None
+        rec = next(r for r in result.records if r.status == "failed")
+        error = rec.error
+    if output is Output.json:
+        from hzcloud.report import print_json
+
+        print_json({"ok": not failed, "services": moves, "error": error})
+    else:
+        out = report.console()
+        for m in moves:
+            if m["name"] in todo:
+                out.print(f"{m['name']}: {m['result']}, runs {m['running']} ({m['state']})")
+        if not todo:
+            out.print("every service already runs its bundle's version")
+    if failed:
+        assert error is not None
+        raise HzError(
+            "bundle upgrade failed",
+            error.get("message", ""),
+            "fix the entry (its probes, image or config), then run `hzcloud bundle upgrade` again",
+        )
+
+
+@app.command()
+def remove(
+    site: SiteArg = Path("."),
+    names: NamesArg = None,
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge",
+            help="Also delete each service's database and role, bucket with its objects, S3 "
+            "user and credentials: its data is gone for good.",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete with --purge without asking.")
+    ] = False,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Remove the services' workloads; their databases, buckets and credentials stay unless
+    --purge is given (which lists what it deletes and asks first)."""
+    import sys
+
+    from hzcloud import engine, report
+    from hzcloud.errors import HzError, UsageError
+    from hzcloud.phases import bundle as phase
+
+    loaded = engine.load(site)
+    only = _only(loaded, names)
+    gone = [
+        g
+        for g in phase.purge_list(loaded.site, loaded.plan, loaded.site_dir)
+        if only is None or g["name"] in only
+    ]
+    if purge:
+        listed = "; ".join(f"{g['name']}: {', '.join(g['deletes']) or 'no data'}" for g in gone)
+        if not yes:
+            if output is Output.json or not sys.stdin.isatty():
+                raise UsageError(
+                    "bundle remove --purge deletes data for good and was not confirmed",
+                    f"it would delete: {listed}",
+                    "check the list, then add --yes",
+                )
+            out = report.console()
+            out.print("[bold]--purge deletes, for good:[/]")
+            for g in gone:
+                for what in g["deletes"] or ["no data"]:
+                    out.print(f"  {g['name']}: {what}")
+            if not typer.confirm("Delete all of this?", default=False):
+                raise UsageError("nothing was deleted", "the purge was not confirmed", "")
+    from hzcloud import sitelock
+    from hzcloud.app import _render
+
     progress = report.UpProgress(quiet=output is Output.json)
     try:
-        result = phase.remove(loaded.site, loaded.plan, loaded.site_dir, progress)
+        with sitelock.hold(loaded.site_dir):  # never beside an `up` of the same site
+            if purge:
+                _render(loaded)  # the purge playbook reads the site's current inventory
+            result = phase.remove(
+                loaded.site, loaded.plan, loaded.site_dir, progress, purge=purge, only=only
+            )
     finally:
         progress.close()
     if not result.ok:
         first = result.failures[0]
         raise HzError("bundle remove failed", first.message, "fix the cause and run it again")
-    report.console().print(f"removed {result.changed} resources; data and credentials kept")
+    if output is Output.json:
+        from hzcloud.report import print_json
+
+        print_json(
+            {
+                "ok": True,
+                "changed": result.changed,
+                "removed": [g["name"] for g in gone],
+                "purged": gone if purge else [],
+            }
+        )
+        return
+    kept = "data and credentials deleted" if purge else "data and credentials kept"
+    report.console().print(
+        f"removed {', '.join(g['name'] for g in gone)}: {result.changed} changes; {kept}"
+    )

@@ -27,6 +27,22 @@ if TYPE_CHECKING:
 PULUMI_BINARIES = ("pulumi", "pulumi-resource-kubernetes")
 
 
+def _quiet_unfinished_program(unraisable: Any) -> None:
+    """After a failed update (a rollout past its deadline), Pulumi's SDK leaves its inline
+    program's coroutine unfinished; at exit Python reports its shutdown error ("no running
+    event loop") with a traceback on stderr, after hzcloud's own message. The failure itself is
+    reported by the stack's result: that noise goes, anything else is reported as Python does."""
+    obj = getattr(unraisable, "object", None)
+    if getattr(obj, "__qualname__", "") == "run_pulumi_func" and isinstance(
+        unraisable.exc_value, RuntimeError
+    ):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+sys.unraisablehook = _quiet_unfinished_program
+
+
 def project_of(phase: str) -> str:
     return f"hzcloud-{phase}"
 

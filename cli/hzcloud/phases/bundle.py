@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from hzcloud.phases import Endpoint, Need, Phase, artifact_needs, artifacts_path
 
 if TYPE_CHECKING:
-    from hzcloud.bundle import LoadedEntry
+    from hzcloud.bundle import Entry, LoadedEntry
     from hzcloud.executors import RunContext
     from hzcloud.model import Site
-    from hzcloud.outcome import Check, OnEvent, PhaseResult
+    from hzcloud.outcome import Check, Failure, OnEvent, PhaseResult
     from hzcloud.plan import Plan
 
 PULUMI_BINARIES = ("bin/pulumi", "bin/pulumi-resource-kubernetes")
@@ -58,7 +58,12 @@ def _needs(site: Site, site_dir: Path) -> list[Need]:
 def _ports() -> dict[str, int]:
     from hzcloud.phases import port
 
-    return {"postgres": port("postgres"), "redis": port("redis"), "s3": port("ceph_rgw")}
+    return {
+        "postgres": port("postgres"),
+        "redis": port("redis"),
+        "sentinel": port("sentinel"),
+        "s3": port("ceph_rgw"),
+    }
 
 
 def credentials(site_dir: Path, entries: list[LoadedEntry]) -> dict[str, str]:
@@ -70,15 +75,20 @@ def credentials(site_dir: Path, entries: list[LoadedEntry]) -> dict[str, str]:
     return ensure_named(site_dir, keys)
 
 
-def extravars(site: Site, plan: Plan, site_dir: Path) -> dict[str, Any]:
-    """What playbooks/bundle.yml reads: the needs by secrets.yaml key names, never by value."""
+def extravars(
+    site: Site, plan: Plan, site_dir: Path, only: set[str] | None = None
+) -> dict[str, Any]:
+    """What playbooks/bundle.yml (and bundle-purge.yml) read: the needs by secrets.yaml key
+    names, never by value; of every picked entry, or of those named in only."""
     from hzcloud.bundle import paas_hosts, secret_keys
 
     entries: list[dict[str, Any]] = []
     images: list[dict[str, str]] = []
     for le in picked(site, site_dir):
+        if only is not None and le.entry.name not in only:
+            continue
         e, keys = le.entry, secret_keys(le.entry)
-        pg, s3 = e.needs.postgres, e.needs.s3
+        pg, rd, s3 = e.needs.postgres, e.needs.redis, e.needs.s3
         entries.append(
             {
                 "name": e.name,
@@ -88,6 +98,13 @@ def extravars(site: Site, plan: Plan, site_dir: Path) -> dict[str, Any]:
                     "database": pg.database,
                     "role": pg.role,
                     "password_var": keys["needs.postgres.password"],
+                },
+                "redis": None
+                if rd is None
+                else {
+                    "user": rd.user,
+                    "prefix": rd.prefix,
+                    "password_var": keys["needs.redis.password"],
                 },
                 "s3": None
                 if s3 is None
@@ -113,18 +130,60 @@ def extravars(site: Site, plan: Plan, site_dir: Path) -> dict[str, Any]:
     }
 
 
+def record_path(state_dir: Path, entry: str) -> Path:
+    """The entry as it was last deployed and ready: what a failed upgrade rolls back to."""
+    return state_dir / "bundle" / f"{entry}.json"
+
+
+def last_ready(state_dir: Path, entry: str) -> Entry | None:
+    """The entry's version that last became ready on the cluster (none: never, or removed)."""
+    import json
+
+    from hzcloud.bundle import Entry
+
+    path = record_path(state_dir, entry)
+    try:
+        return Entry.model_validate(json.loads(path.read_text())["entry"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):  # a damaged record: no rollback target, said so
+        return None
+
+
+def _record(state_dir: Path, entry: Entry) -> None:
+    import json
+    import os
+
+    path = record_path(state_dir, entry.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps({"version": entry.version, "entry": entry.model_dump(mode="json")}, indent=1)
+    )
+    os.replace(tmp, path)
+
+
 @dataclass(frozen=True)
 class Service:
     """One picked entry as its stack deploys it."""
 
     entry: str
     program: Callable[[], None]
+    # (path, JSON body) PUT on the service once its stack is up (bundle.Load)
+    load: tuple[tuple[str, str], ...] = ()
+    spec: Entry | None = None  # the bundle entry it was made from
 
 
 def services(
-    site: Site, plan: Plan, site_dir: Path, secrets: dict[str, str], only: set[str] | None = None
+    site: Site,
+    plan: Plan,
+    site_dir: Path,
+    secrets: dict[str, str],
+    only: set[str] | None = None,
+    entries: list[Entry] | None = None,
 ) -> list[Service]:
-    """The inline program of each picked entry's stack (or of the entries named in only)."""
+    """The inline program of each picked entry's stack (or of the entries named in only; or of
+    the given entries, e.g. the last version that was ready, for a rollback)."""
     from hzcloud import bundle, wayin
     from hzcloud.executors.pulumi import load_stack_module
     from hzcloud.pki import ca_cert_path
@@ -134,8 +193,7 @@ def services(
     ca_pem = ca_cert_path(site_dir).read_text()
     routes = wayin.routes(site, plan, site_dir)
     out: list[Service] = []
-    for le in picked(site, site_dir):
-        e = le.entry
+    for e in entries if entries is not None else [le.entry for le in picked(site, site_dir)]:
         if only is not None and e.name not in only:
             continue
         rendered = bundle.render_entry(e, bundle.values(site, plan, e, secrets, _ports()))
@@ -172,8 +230,9 @@ def services(
             limits=e.resources.limits.model_dump(),
             replicas=e.replicas,
             ports=tuple(ports),
+            ready_within=bundle.ready_within(e),
         )
-        out.append(Service(e.name, _program(stack, args)))
+        out.append(Service(e.name, _program(stack, args), rendered.load, e))
     return out
 
 
@@ -188,7 +247,7 @@ def _run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
     """The needs through Ansible, then each service's stack; stops at the first failure."""
     from hzcloud.executors.ansible import run_ansible
     from hzcloud.executors.pulumi import run_pulumi
-    from hzcloud.outcome import PhaseResult
+    from hzcloud.outcome import Failure, PhaseResult
     from hzcloud.secrets import read_secrets
 
     started = time.monotonic()
@@ -205,8 +264,9 @@ def _run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
         return needs
     changed = needs.changed
     passphrase = read_secrets(site_dir)["pulumi_passphrase"]
-    for svc in services(site, plan, site_dir, secrets):
-        res = run_pulumi(
+
+    def deploy(svc: Service) -> PhaseResult:
+        return run_pulumi(
             phase.name,
             ctx.state_dir,
             project_of(svc.entry),
@@ -216,12 +276,179 @@ def _run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
             artifacts_path(site, site_dir),
             passphrase,
         )
+
+    def deploy_ready(svc: Service) -> PhaseResult:
+        """The stack, then its Deployment rolled out: Pulumi's own wait has returned before the
+        new pods were ready (a roll back to a ReplicaSet the Deployment had before)."""
+        res = deploy(svc)
+        if not res.ok or svc.spec is None:
+            return res
+        late = rolled_out(site, site_dir, svc.spec)
+        if late is None:
+            return res
+        return PhaseResult(
+            phase.name, False, res.changed, res.seconds, res.hosts, (Failure("", svc.entry, late),)
+        )
+
+    for svc in services(site, plan, site_dir, secrets):
+        assert svc.spec is not None
+        before = last_ready(ctx.state_dir, svc.entry)
+        res = deploy_ready(svc)
         if not res.ok:
+            failures = res.failures
+            if before is not None and before != svc.spec:
+                failures = _roll_back(site, plan, site_dir, secrets, svc, before, res, deploy_ready)
+                changed += 1
             return PhaseResult(
-                phase.name, False, changed, time.monotonic() - started, needs.hosts, res.failures
+                phase.name, False, changed, time.monotonic() - started, needs.hosts, failures
             )
         changed += res.changed
+        if svc.load:
+            loaded, failures = load(site, plan, site_dir, svc, on_event)
+            if failures:
+                return PhaseResult(
+                    phase.name, False, changed, time.monotonic() - started, needs.hosts, failures
+                )
+            changed += loaded
+        _record(ctx.state_dir, svc.spec)
     return PhaseResult(phase.name, True, changed, time.monotonic() - started, needs.hosts)
+
+
+def rolled_out(site: Site, plan_site_dir: Path, entry: Entry) -> str | None:
+    """Wait, up to the entry's ready_within, until its Deployment has rolled out as
+    `kubectl rollout status` sees it: the spec observed, every replica updated, ready and
+    available, no old pod left. None when it has; else what was seen."""
+    import json
+
+    from hzcloud.bundle import ready_within
+    from hzcloud.wayin import namespace_of
+
+    deadline = ready_within(entry)
+    stop = time.monotonic() + deadline
+    seen = "no answer from the cluster"
+    while True:
+        rc, text = _kubectl(
+            site,
+            plan_site_dir,
+            "-n",
+            namespace_of(entry.name),
+            "get",
+            "deployment",
+            entry.name,
+            "-o",
+            "json",
+        )
+        if rc == 0:
+            dep = json.loads(text)
+            want = dep["spec"].get("replicas", 1)
+            st = dep.get("status", {})
+            counts = {
+                k: st.get(k, 0)
+                for k in ("updatedReplicas", "readyReplicas", "availableReplicas", "replicas")
+            }
+            if st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0) and all(
+                v == want for v in counts.values()
+            ):
+                return None
+            seen = ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {want}"
+        if time.monotonic() > stop:
+            return f"not rolled out within {deadline} s: {seen}"
+        time.sleep(2)
+
+
+def _roll_back(
+    site: Site,
+    plan: Plan,
+    site_dir: Path,
+    secrets: dict[str, str],
+    svc: Service,
+    before: Entry,
+    failed: PhaseResult,
+    deploy: Callable[[Service], PhaseResult],
+) -> tuple[Failure, ...]:
+    """The new version never became ready: its stack again with the entry that last was. The
+    old pods kept serving all along (maxUnavailable 0); this retires the new ReplicaSet."""
+    from hzcloud import bundle
+    from hzcloud.outcome import Failure
+
+    assert svc.spec is not None
+    new, old = svc.spec.version, before.version
+    why = failed.failures[0].message if failed.failures else "its stack failed"
+    back = deploy(services(site, plan, site_dir, secrets, entries=[before])[0])
+    said = f"{svc.entry} {new} was not ready within {bundle.ready_within(svc.spec)} s ({why}); "
+    if back.ok:
+        said += f"rolled back to {old}, which serves as before"
+    else:
+        said += f"rolling back to {old} failed too: " + (
+            back.failures[0].message if back.failures else "its stack failed"
+        )
+    return (Failure("", f"upgrade {svc.entry} {old} -> {new}", said),)
+
+
+# How long the installer waits for a service to take its resources: the stack waited for the
+# pods to be ready when it changed them; after a power cut it did not, and the JVM of HAPI FHIR
+# took 330 s to start on a loaded lab.
+LOAD_DEADLINE = 600.0
+
+
+def load(
+    site: Site,
+    plan: Plan,
+    site_dir: Path,
+    svc: Service,
+    on_event: OnEvent,
+    deadline: float = LOAD_DEADLINE,
+) -> tuple[int, tuple[Failure, ...]]:
+    """PUT each of the service's resources by its path, through its NodePort (as verify does).
+    Idempotent: a resource the service already holds unchanged keeps its version (HAPI FHIR
+    makes no new version for an identical PUT); counted changed only when its version moved."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from hzcloud import wayin
+    from hzcloud.outcome import Event, Failure
+
+    nodes = plan.hosts("k8s-server") + plan.hosts("k8s-agent")
+    route = next((r for r in wayin.routes(site, plan, site_dir) if r.name == svc.entry), None)
+    if route is None or not nodes:
+        return 0, (Failure("", f"load {svc.entry}", "the service has no HTTPS route"),)
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+
+    def version(url: str, method: str, body: bytes | None) -> str | None:
+        req = urllib.request.Request(url, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as res:
+                return str(json.load(res).get("meta", {}).get("versionId", ""))
+        except urllib.error.HTTPError as exc:
+            if method == "GET" and exc.code in (404, 410):
+                return None
+            raise
+
+    changed = 0
+    for path, body in svc.load:
+        stop = time.monotonic() + deadline
+        attempt = 0
+        while True:
+            node = nodes[attempt % len(nodes)]
+            url = f"http://{node.address}:{route.node_port}{path}"
+            attempt += 1
+            try:
+                before = version(url, "GET", None)
+                after = version(url, "PUT", body.encode())
+                break
+            except urllib.error.HTTPError as exc:
+                said = exc.read()[:500].decode(errors="replace")
+                if exc.code < 500 or time.monotonic() > stop:
+                    return changed, (Failure(node.name, f"load {path}", f"{exc.code}: {said}"),)
+            except OSError as exc:
+                if time.monotonic() > stop:
+                    return changed, (Failure(node.name, f"load {path}", str(exc)),)
+            time.sleep(5)
+        kind = "changed" if before != after else "ok"
+        changed += before != after
+        on_event(Event("bundle", kind, node.name, f"load {path}", f"version {after}"))
+    return changed, ()
 
 
 def _endpoints(site: Site, plan: Plan, site_dir: Path) -> list[Endpoint]:
@@ -352,17 +579,61 @@ def verify(site: Site, plan: Plan, site_dir: Path) -> list[Check]:
     return out
 
 
-def remove(site: Site, plan: Plan, site_dir: Path, on_event: OnEvent) -> PhaseResult:
-    """Each picked service's workloads destroyed; its database, bucket and credentials kept."""
+def purge_list(site: Site, plan: Plan, site_dir: Path) -> list[dict[str, Any]]:
+    """What `bundle remove --purge` deletes, per picked service, beyond its workloads."""
+    from hzcloud.bundle import secret_keys
+    from hzcloud.secrets import secret_names
+
+    held = secret_names(site_dir)
+    out: list[dict[str, Any]] = []
+    for le in picked(site, site_dir):
+        e = le.entry
+        deletes: list[str] = []
+        if e.needs.postgres is not None:
+            deletes.append(
+                f"PostgreSQL database {e.needs.postgres.database} (every table in it) "
+                f"and its role {e.needs.postgres.role}"
+            )
+        if e.needs.redis is not None:
+            deletes.append(
+                f"every Redis key under {e.needs.redis.prefix} and the ACL user "
+                f"{e.needs.redis.user} (on every Redis server and Sentinel)"
+            )
+        if e.needs.s3 is not None:
+            deletes.append(
+                f"S3 bucket {e.needs.s3.bucket} with every object in it, "
+                f"and its S3 user {s3_user(e.name)}"
+            )
+        keys = [k for k in secret_keys(e).values() if k in held]
+        if keys:
+            deletes.append(f"its credentials in secrets.yaml: {', '.join(keys)}")
+        out.append({"name": e.name, "deletes": deletes})
+    return out
+
+
+def remove(
+    site: Site,
+    plan: Plan,
+    site_dir: Path,
+    on_event: OnEvent,
+    purge: bool = False,
+    only: set[str] | None = None,
+) -> PhaseResult:
+    """Each picked service's workloads destroyed; with purge also its database and role, its
+    bucket with its objects and its S3 user, and its credentials. Without purge all of those
+    stay, so an install later finds the service's data as it was."""
+    from hzcloud.bundle import secret_keys
+    from hzcloud.executors.ansible import run_ansible
     from hzcloud.executors.pulumi import run_pulumi
     from hzcloud.outcome import PhaseResult
-    from hzcloud.secrets import read_secrets
+    from hzcloud.secrets import forget_named, read_secrets
 
     started = time.monotonic()
     state_dir = site_dir / "state"
     passphrase = read_secrets(site_dir)["pulumi_passphrase"]
     changed = 0
-    for le in picked(site, site_dir):
+    entries = [le for le in picked(site, site_dir) if only is None or le.entry.name in only]
+    for le in entries:
         res = run_pulumi(
             "bundle",
             state_dir,
@@ -377,15 +648,32 @@ def remove(site: Site, plan: Plan, site_dir: Path, on_event: OnEvent) -> PhaseRe
         if not res.ok:
             return res
         changed += res.changed
-    return PhaseResult("bundle", True, changed, time.monotonic() - started)
+        record_path(state_dir, le.entry.name).unlink(missing_ok=True)
+    if not purge:
+        return PhaseResult("bundle", True, changed, time.monotonic() - started)
+    data = run_ansible(
+        "bundle-purge",
+        state_dir,
+        on_event,
+        name="bundle",
+        extravars=extravars(site, plan, site_dir, only),
+    )
+    if not data.ok:
+        return data
+    changed += data.changed
+    gone = forget_named(site_dir, [k for le in entries for k in secret_keys(le.entry).values()])
+    return PhaseResult("bundle", True, changed + len(gone), time.monotonic() - started, data.hosts)
 
 
 PHASE = Phase(
     name="bundle",
     description="clinical services: their needs (Ansible), then one Pulumi stack each",
     executor="ansible+pulumi",
-    # platform: the cluster DNS that answers the pods' postgres.<domain> and s3.<domain>
-    depends_on=("storage", "data", "kubernetes", "platform", "cloud"),
+    # platform: the cluster DNS that answers the pods' postgres.<domain> and s3.<domain>.
+    # Not cloud: a tenant that cannot be reached must not keep the hospital's services from
+    # being installed (the cloud phase fails alone; its bucket layer copies the imaging bucket
+    # once it exists)
+    depends_on=("storage", "data", "kubernetes", "platform"),
     wanted=lambda site: bool(site.bundle.services),
     needs=_needs,
     run=_run,

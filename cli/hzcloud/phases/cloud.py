@@ -5,7 +5,8 @@ backup user whose key reaches that bucket only (stacks/cloud_s3.py, Pulumi dynam
 with boto3), made with the operator's key from secrets.yaml. Then playbooks/cloud.yml with the
 stack's outputs: the WireGuard link from the gateway (roles/cloud_link; routes for the tenant
 subnet only, nftables letting through only the backups' HTTPS to the tenant's API) and the
-backups through it (roles/pg_backup: pgBackRest with Patroni, repo2 encrypted in the bucket).
+backups through it (roles/pg_backup: pgBackRest with Patroni, repo2 encrypted in the bucket;
+roles/dr_layers: etcd snapshots and Ceph bucket copies by rclone, encrypted by rclone crypt).
 
 The aws / alicloud programs (stacks/cloud_aws.py, stacks/cloud_alicloud.py) are tested with
 mocks only (their provider plugins cannot be built here): a site with such a tenant gets a
@@ -43,6 +44,8 @@ def backup_user(site: Site) -> str:
 
 def _needs(site: Site, site_dir: Path) -> list[Need]:
     out = artifact_needs(site, site_dir, PULUMI_BINARIES, "Pulumi")
+    if site.services.kubernetes.enabled:  # restores Kubernetes' etcd snapshots (3.5+)
+        out += artifact_needs(site, site_dir, ("bin/etcdutl",), "etcd snapshots")
     for t in site.cloud.tenants:
         pub = cloudlink.endpoint_pub_path(site_dir, t.name)
         out.append(
@@ -129,7 +132,8 @@ def _api_address(host: str) -> str:
 
 
 def link_vars(site: Site, plan: Plan, site_dir: Path, made: dict[str, Any]) -> dict[str, Any]:
-    """What roles cloud_link and pg_backup need, from the site, its link keys and the stack."""
+    """What roles cloud_link, pg_backup and dr_layers need, from the site, its link keys and the
+    stack."""
     import ipaddress
     from urllib.parse import urlsplit
 
@@ -169,7 +173,27 @@ def link_vars(site: Site, plan: Plan, site_dir: Path, made: dict[str, Any]) -> d
                 "repo_cipher": cloudlink.ensure_repo_key(site_dir, t.name),
             }
         )
-    return {"cloud_link_tenants": tenants}
+    return {"cloud_link_tenants": tenants, **_dr_vars(site, plan, site_dir)}
+
+
+def _dr_vars(site: Site, plan: Plan, site_dir: Path) -> dict[str, Any]:
+    """roles/dr_layers: the layers, rclone crypt's pass (the tenant repository's) and the keys
+    of the RGW user reading the buckets (made once, only where buckets are copied)."""
+    from hzcloud import backup
+
+    layers = backup.dr_layers(site, plan, site_dir)
+    if not layers:
+        return {"dr_layers_list": []}
+    out: dict[str, Any] = {
+        "dr_layers_list": [x.to_vars() for x in layers],
+        "dr_layers_crypt_password": cloudlink.rclone_obscure(
+            cloudlink.ensure_repo_key(site_dir, site.cloud.tenants[0].name)
+        ),
+    }
+    if any(x.kind == "bucket" for x in layers):
+        access, secret = cloudlink.ensure_rgw_reader_keys(site_dir)
+        out |= {"dr_layers_rgw_access_key": access, "dr_layers_rgw_secret_key": secret}
+    return out
 
 
 LINK_VARS_FILE = "cloud_link.yml"
@@ -195,10 +219,13 @@ def _after_stack(site: Site, plan: Plan, site_dir: Path, made: dict[str, Any]) -
 PHASE = Phase(
     name="cloud",
     description="tenant side of s3-compatible tenants (versioned backup bucket, a backup user "
-    "limited to it) through Pulumi, then the WireGuard link from the gateway and PostgreSQL "
-    "backups into the tenant (pgBackRest repo2, encrypted)",
+    "limited to it) through Pulumi, then the WireGuard link from the gateway and the backups "
+    "into the tenant: PostgreSQL (pgBackRest repo2), etcd snapshots, bucket copies (rclone), "
+    "all encrypted",
     executor="pulumi",
-    depends_on=("base", "data"),
+    # etcd of Kubernetes and the buckets of Ceph are copied too: after them, where the site has
+    # them (a phase the site does not want is no prerequisite)
+    depends_on=("base", "data", "storage", "kubernetes"),
     roles=("gateway",),
     playbook="cloud",
     wanted=lambda site: bool(site.cloud.tenants),
