@@ -1,30 +1,85 @@
-"""The hzcloud command line: parse, call the engine, report."""
+"""The hzcloud command line: parse, call the engine, report.
+
+The start is kept cheap (`--help`, `validate`, `plan`): the engine, the printer, the site model
+and the command groups (lab, fleet, bundle, backup) are imported by the commands that use them.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from hzcloud import __version__, engine, report, wizard
 from hzcloud.errors import HzError
-from hzcloud.initsite import (
-    refuse_before_asking,
-    text_from_file,
-    write_site,
-)
-from hzcloud.model import Site, load_site, site_file
-from hzcloud.plan import plan_site
-from hzcloud.report import Output
-from hzcloud.secrets import check_secrets, ensure_secrets
-from hzcloud.siteyaml import access_error
+from hzcloud.output import Output
+
+if TYPE_CHECKING:
+    from hzcloud import engine
+
+# name -> (module, attribute, help): imported when the group is run or its help is asked for
+_LAZY: dict[str, tuple[str, str, str]] = {
+    "lab": ("hzcloud.commands.lab", "app", "The eight-node lab on this Linux host (nspawn)."),
+    "fleet": ("hzcloud.commands.fleet", "app", "Many sites from one fleet.yaml, in waves."),
+    "bundle": (
+        "hzcloud.commands.bundle",
+        "app",
+        "The clinical service bundle: list, show, validate; install, upgrade, status, verify, remove.",
+    ),
+    "backup": ("hzcloud.commands.backup", "app", "Backups into the site's cloud tenant."),
+    "restore": (
+        "hzcloud.commands.backup",
+        "restore",
+        "Restore drill: every layer from the tenant into scratch space, compared with the site.",
+    ),
+}
 
 
 class _Group(TyperGroup):
-    """Catches the one domain error at the edge: a clear message and an exit code, no traceback."""
+    """Catches the one domain error at the edge: a clear message and an exit code, no traceback.
+
+    Also the root of the lazily imported command groups: the root's help lists them from
+    `_LAZY` without importing them.
+    """
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in _LAZY if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in self.commands or cmd_name not in _LAZY:
+            return super().get_command(ctx, cmd_name)
+        module, attr, short = _LAZY[cmd_name]
+        if self._listing:
+            return TyperCommand(cmd_name, help=short, short_help=short)
+        target = getattr(importlib.import_module(module), attr)
+        command: Any
+        if isinstance(target, typer.Typer):
+            command = typer.main.get_group(target)
+        else:
+            holder = typer.Typer(
+                add_completion=False,
+                rich_markup_mode="rich",
+                context_settings={"help_option_names": ["-h", "--help"]},
+            )
+            holder.command(cmd_name)(target)
+            command = typer.main.get_command(holder)
+        command.name = cmd_name
+        if not command.help:
+            command.help = short
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -32,12 +87,18 @@ class _Group(TyperGroup):
         except HzError as exc:
             if ctx.meta.get("hz_debug"):
                 raise
+            from hzcloud import report
+
             report.error(exc)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
+            from hzcloud.siteyaml import access_error
+
             refused = access_error(exc)  # a write refused by the file system is bad input
             if refused is None or ctx.meta.get("hz_debug"):
                 raise
+            from hzcloud import report
+
             report.error(refused)
             raise typer.Exit(refused.exit_code) from None
 
@@ -65,6 +126,8 @@ NewSecretOpt = Annotated[
 
 def _version(value: bool) -> None:
     if value:
+        from hzcloud import __version__
+
         typer.echo(f"hzcloud {__version__}")
         raise typer.Exit()
 
@@ -80,15 +143,13 @@ def _root(
     ctx.meta["hz_debug"] = debug
 
 
-def site_dir_of(path: Path) -> Path:
-    return Path(site_file(path).parent)
-
-
 @app.command()
 def validate(site: SiteArg = Path(".")) -> None:
     """Check site.yaml and list every problem (exit 2 when there is one)."""
+    from hzcloud.model import load_site, site_file
+
     loaded = load_site(site)
-    report.console().print(
+    _console().print(
         f"{site_file(site)}: ok — {loaded.hospital.name}, {len(loaded.servers)} servers"
     )
 
@@ -96,22 +157,29 @@ def validate(site: SiteArg = Path(".")) -> None:
 @app.command()
 def plan(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
     """Show where every role goes and the phases, without touching any host."""
+    from hzcloud.model import load_site
+    from hzcloud.plan import plan_site
+
     the_plan = plan_site(load_site(site))
     if output is Output.json:
         sys.stdout.write(the_plan.to_json())
     else:
+        from hzcloud import report
+
         report.plan_table(the_plan)
 
 
 @app.command("render")
 def render_cmd(site: SiteArg = Path("."), new_secret: NewSecretOpt = None) -> None:
     """Write the plan as Ansible inventory, group_vars and ansible.cfg into state/."""
+    from hzcloud import engine
     from hzcloud.render import render
+    from hzcloud.secrets import ensure_secrets
 
     loaded = engine.load(site)
     ensure_secrets(loaded.site_dir, new_secret or ())
     result = render(loaded.site, loaded.plan, loaded.site_dir)
-    report.console().print(
+    _console().print(
         f"rendered {result.state_dir}: {len(result.written)} written, "
         f"{len(result.unchanged)} unchanged"
     )
@@ -152,6 +220,11 @@ def init(
     only: Annotated[str | None, typer.Option(help="With --up: the phases to run.")] = None,
 ) -> None:
     """Create a site folder: asks only what it cannot guess, shows the plan, writes site.yaml."""
+    from hzcloud import engine, report, wizard
+    from hzcloud.initsite import refuse_before_asking, text_from_file, write_site
+    from hzcloud.model import load_site, site_file
+    from hzcloud.plan import plan_site
+
     out = report.console()
     if from_file is not None:
         text = text_from_file(site_file(from_file))
@@ -173,7 +246,7 @@ def init(
             interactive=not non_interactive,
         )
     written = write_site(directory, text, force=force)
-    site: Site = load_site(written)
+    site = load_site(written)
     report.plan_table(plan_site(site))
     out.print(f"wrote {written}")
     if run_up is None:
@@ -198,6 +271,9 @@ def up(
     new_secret: NewSecretOpt = None,
 ) -> None:
     """Converge the site: preflight, then every phase of the plan; resumes after a failure."""
+    from hzcloud import engine, report
+    from hzcloud.secrets import check_secrets
+
     loaded = engine.load(site)
     if dry_run:
         check_secrets(loaded.site_dir, new_secret or ())  # reads only: a dry run writes nothing
@@ -212,6 +288,7 @@ def _phases(only: str | None) -> list[str] | None:
 
 def _render(loaded: engine.Loaded, new_secrets: tuple[str, ...] = ()) -> None:
     from hzcloud.render import render
+    from hzcloud.secrets import ensure_secrets
 
     ensure_secrets(loaded.site_dir, new_secrets)
     render(loaded.site, loaded.plan, loaded.site_dir)
@@ -220,6 +297,8 @@ def _render(loaded: engine.Loaded, new_secrets: tuple[str, ...] = ()) -> None:
 def _up(
     loaded: engine.Loaded, only: str | None, output: Output, new_secrets: tuple[str, ...] = ()
 ) -> None:
+    from hzcloud import engine, report
+
     progress = report.UpProgress(quiet=output is Output.json)
     try:
         result = engine.up(
@@ -245,7 +324,7 @@ def _up(
 @app.command()
 def status(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
     """What the last runs did and where to connect, from the journal; touches no host."""
-    from hzcloud import journal
+    from hzcloud import engine, journal, report
 
     loaded = engine.load(site)
     records = sorted(journal.latest(loaded.state_dir).values(), key=lambda r: r.started)
@@ -259,6 +338,7 @@ def verify(
     output: OutputOpt = Output.text,
 ) -> None:
     """Check the deployed site over SSH (testinfra): services, ports, quorums, clocks."""
+    from hzcloud import engine, report
     from hzcloud.verify import check_junit_target, run_checks, write_junit
 
     loaded = engine.load(site)
@@ -266,7 +346,7 @@ def verify(
         check_junit_target(junit)  # before the checks run, not after
     _render(loaded)
     deployed = engine.done_phases(loaded.state_dir)
-    checks = run_checks(loaded.plan, loaded.state_dir, deployed | {"base"})
+    checks = run_checks(loaded.plan, loaded.state_dir, deployed | {"base"}, site=loaded.site)
     if junit:
         write_junit(checks, junit)
     report.verify_result(checks, output)
@@ -274,24 +354,11 @@ def verify(
         raise typer.Exit(1)
 
 
+def _console() -> Any:
+    from hzcloud import report
+
+    return report.console()
+
+
 def main() -> None:
     app()
-
-
-def _mount_subcommands() -> None:
-    from hzcloud.commands.backup import app as backup_app
-    from hzcloud.commands.backup import restore
-    from hzcloud.commands.bundle import app as bundle_app
-    from hzcloud.commands.fleet import app as fleet_app
-    from hzcloud.commands.lab import app as lab_app
-
-    app.add_typer(lab_app, name="lab", help="The eight-node lab on this Linux host (nspawn).")
-    app.add_typer(fleet_app, name="fleet", help="Many sites from one fleet.yaml, in waves.")
-    app.add_typer(
-        bundle_app, name="bundle", help="The clinical service bundle: list, show, validate."
-    )
-    app.add_typer(backup_app, name="backup", help="Backups into the site's cloud tenant.")
-    app.command("restore")(restore)
-
-
-_mount_subcommands()

@@ -6,7 +6,6 @@ import json
 import sys
 import threading
 import time
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -17,16 +16,12 @@ from rich.table import Table
 from hzcloud.errors import HzError, SiteError
 from hzcloud.journal import PhaseRecord, status_view
 from hzcloud.outcome import DryRun, Event, UpResult
+from hzcloud.output import Output
 from hzcloud.plan import Plan
 
 if TYPE_CHECKING:
     from hzcloud.outcome import Check
     from hzcloud.phases import Endpoint
-
-
-class Output(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def console(stderr: bool = False) -> Console:

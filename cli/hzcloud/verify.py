@@ -7,11 +7,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hzcloud import phases
 from hzcloud.outcome import Check, said
 from hzcloud.plan import NodePlan, Plan
+
+if TYPE_CHECKING:
+    from hzcloud.model import Site
 
 
 def host_for(node: NodePlan, state_dir: Path) -> Any:
@@ -90,9 +93,16 @@ def _node_checks(host: Any, node: NodePlan, plan: Plan, deployed: set[str]) -> l
 
 
 def run_checks(
-    plan: Plan, state_dir: Path, deployed: set[str], secrets: dict[str, str] | None = None
+    plan: Plan,
+    state_dir: Path,
+    deployed: set[str],
+    secrets: dict[str, str] | None = None,
+    site: Site | None = None,
 ) -> list[Check]:
-    """Run every check that applies to what has been deployed, hosts in parallel."""
+    """Run every check that applies to what has been deployed, hosts in parallel.
+
+    site: the loaded site (the caller has it; read from state_dir's site folder otherwise).
+    """
     if secrets is None:
         from hzcloud.secrets import read_secrets
 
@@ -110,10 +120,12 @@ def run_checks(
     checks = [c for group in per_node for c in group]
     unreachable = {c.host for c in checks if c.name == "reachable"}
     if not unreachable:
-        from hzcloud.model import load_site
-
         site_dir = state_dir.parent
-        ctx = phases.CheckContext(hosts, plan, secrets, deployed, load_site(site_dir), site_dir)
+        if site is None:
+            from hzcloud.model import load_site
+
+            site = load_site(site_dir)
+        ctx = phases.CheckContext(hosts, plan, secrets, deployed, site, site_dir)
         for phase in phases.REGISTRY:  # each deployed phase's own checks, in the graph's order
             if phase.name in deployed and phase.checks is not None:
                 checks += _stopped_or("", lambda p=phase: p.checks(ctx))  # type: ignore[misc]

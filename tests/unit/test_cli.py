@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,41 @@ def test_short_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("validate", "plan", "render", "init"):
         assert command in result.stdout
+
+
+def test_help_imports_no_engine_model_printer_or_group() -> None:
+    # the start of every command stays cheap: what `--help` needs is typer and the command table
+    code = (
+        "import sys; from hzcloud.app import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('hzcloud.engine', 'hzcloud.model', 'hzcloud.report', 'hzcloud.commands.lab',"
+        " 'hzcloud.commands.fleet', 'hzcloud.commands.bundle', 'hzcloud.commands.backup',"
+        " 'paramiko', 'ansible_runner', 'pulumi', 'jinja2', 'cryptography')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stderr.strip() == "[]"
+    for group in ("lab", "fleet", "bundle", "backup", "restore"):
+        assert group in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("group", "offers"),
+    [
+        ("lab", ("up", "down", "status", "ssh")),
+        ("fleet", ("plan", "render", "up", "status")),
+        ("bundle", ("list", "install", "upgrade", "remove")),
+        ("backup", ("run", "status")),
+        ("restore", ("--drill", "--to")),
+    ],
+)
+def test_lazy_groups_load_when_asked(hz: Hz, group: str, offers: tuple[str, ...]) -> None:
+    result = hz(group, "--help")
+    assert result.exit_code == 0, result.output
+    for offered in offers:
+        assert offered in result.stdout
 
 
 def test_command_help(hz: Hz) -> None:
@@ -205,3 +242,32 @@ def test_init_never_overwrites_without_force(hz: Hz, tmp_path: Path) -> None:
 
 
 # The wizard: tests/unit/test_wizard.py
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else b"<dir>"
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("example", ["sample-hospital", "lab", "init"])
+def test_a_dry_run_of_every_example_exits_0_and_leaves_the_folder_as_it_was(
+    hz: Hz, tmp_path: Path, example: str
+) -> None:
+    folder = tmp_path / example
+    if example == "init":
+        made = hz("init", str(folder), "-y", "--name", "St George's", *THREE)
+        assert made.exit_code == 0, made.output
+    else:
+        folder.mkdir()
+        (folder / "site.yaml").write_bytes(
+            (ROOT / "inventories" / example / "site.yaml").read_bytes()
+        )
+    before = _tree(folder)
+    for output in ("text", "json"):
+        result = hz("up", str(folder), "--dry-run", "-o", output)
+        assert result.exit_code == 0, result.output
+        assert _tree(folder) == before
+    dry = json.loads(result.stdout)
+    assert dry["phases"], dry  # it says what would run

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from hzcloud import engine, report
-from hzcloud.report import Output
+from hzcloud.output import Output
 
 SiteArg = Annotated[Path, typer.Argument(help="Site folder (or its site.yaml).", show_default=".")]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]

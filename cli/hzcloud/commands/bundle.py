@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hzcloud.report import Output
+from hzcloud.output import Output
 
 if TYPE_CHECKING:
     from hzcloud.bundle import Bundle

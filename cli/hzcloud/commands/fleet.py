@@ -11,7 +11,8 @@ from rich.table import Table
 
 from hzcloud import fleet
 from hzcloud.errors import HzError
-from hzcloud.report import Output, console, print_json
+from hzcloud.output import Output
+from hzcloud.report import console, print_json
 
 app = typer.Typer(
     help="Many sites from one fleet.yaml: plan, up (in waves), status.",

@@ -12,7 +12,8 @@ import typer
 from rich.markup import escape
 
 from hzcloud import lab
-from hzcloud.report import Output, console, print_json
+from hzcloud.output import Output
+from hzcloud.report import console, print_json
 
 app = typer.Typer(
     help="The eight-node lab on this host (systemd-nspawn): up, down, status, ssh;"

@@ -18,7 +18,7 @@ def run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
 
     started = time.monotonic()
     done = {n for n, r in journal.latest(ctx.state_dir).items() if r.status in ("ok", "skipped")}
-    checks = run_checks(ctx.plan, ctx.state_dir, done)
+    checks = run_checks(ctx.plan, ctx.state_dir, done, site=ctx.site)
     for c in checks:
         said = c.detail if c.passed else _why(c)
         on_event(Event(phase.name, "ok" if c.passed else "failed", c.host, c.name, said))

@@ -191,7 +191,7 @@ def endpoints(site: Site, plan: Plan, site_dir: Path, deployed: set[str]) -> lis
 
 
 def group_vars() -> dict[str, object]:
-    """What the roles read of the registry (rendered into group_vars/all/ports.yml)."""
+    """What the roles read of the registry (rendered into group_vars/all/phases.yml)."""
     firewall: dict[str, list[dict[str, str]]] = {}
     for p in all_ports():
         firewall.setdefault(p.role, []).append(
