@@ -204,18 +204,25 @@ def _statuses(state_dir: Path, nodes: list[str]) -> dict[str, dict[str, Any] | H
 
 
 def _leader(state_dir: Path, nodes: list[str], wait: float = 60) -> tuple[str, dict[str, Any]]:
-    """Patroni's leader and its status; asked again for a while (a failover takes seconds)."""
-    deadline = time.monotonic() + wait
+    """Patroni's leader and its status; asked again for a while (a failover takes seconds).
+
+    While no node answers at all, it asks for 10 s only: a cluster that is down or out of
+    reach is not a failover in progress."""
+    started = time.monotonic()
     while True:
         found = _statuses(state_dir, nodes)
         for node, status in found.items():
             if isinstance(status, dict) and status.get("leader"):
                 return node, status
-        if time.monotonic() > deadline:
+        answered = any(isinstance(s, dict) for s in found.values())
+        if time.monotonic() - started > (wait if answered else min(wait, 10)):
             break
         time.sleep(3)
     causes = "; ".join(
-        f"{n}: {s.what if isinstance(s, HzError) else 'replica'}" for n, s in found.items()
+        (f"{s.what}: {s.cause.splitlines()[-1]}" if s.cause else s.what)
+        if isinstance(s, HzError)
+        else f"{n}: replica"
+        for n, s in found.items()
     )
     raise HzError(
         "no PostgreSQL leader answered",

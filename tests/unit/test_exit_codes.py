@@ -132,7 +132,7 @@ def test_init_without_servers_is_bad_input(hz: Hz, tmp_path: Path) -> None:
 
 
 def test_lab_commands_naming_no_lab_are_bad_input(hz: Hz, tmp_path: Path) -> None:
-    for command in (["status"], ["down"]):
+    for command in (["status"], ["down"], ["kill", "lab-01"], ["cut", "lab-01"], ["heal"]):
         nowhere = tmp_path / "nowhere"
         bad_input(
             hz,
@@ -208,4 +208,89 @@ def test_up_whose_verify_fails_exits_1_with_expected_and_seen(hz: Hz, refusing: 
         'error: verify failed on rf-01 (task "reachable")\n'
         "  cause: expected answers over SSH, seen exit 255: ssh: connect to host 127.0.0.21 "
         "port 1: Connection refused\n"
+    )
+
+
+# The tenant's commands and the bundle's cluster commands: the same refusing servers.
+
+TENANT = """\
+cloud:
+  tenants:
+    - name: dr
+      provider: s3-compatible
+      region: r1
+      api: https://127.0.0.40:1
+      endpoint: 198.51.100.20
+      subnet: 172.31.0.0/16
+      credentials: tenant_dr
+"""
+
+
+@pytest.fixture
+def refusing_tenant(hz: Hz, refusing: Path) -> Path:
+    """A rendered site with a tenant whose servers refuse SSH (nothing reaches the tenant:
+    backups and drills run on the servers)."""
+    with (refusing / "site.yaml").open("a") as f:
+        f.write(TENANT)
+    assert hz("render", str(refusing)).exit_code == 0
+    return refusing
+
+
+def test_backup_now_that_reaches_no_server_fails_with_1(hz: Hz, refusing_tenant: Path) -> None:
+    result = hz("backup", str(refusing_tenant), "--now", "-o", "json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False
+    postgres = next(x for x in doc["layers"] if x["name"] == "postgres")
+    assert postgres["error"].startswith("no PostgreSQL leader answered: rf-01: ")
+    assert "127.0.0.21 port 1: Connection refused" in postgres["error"]
+    assert "Traceback" not in result.output
+
+
+def test_a_restore_drill_that_reaches_no_server_fails_with_1(hz: Hz, refusing_tenant: Path) -> None:
+    result = hz("restore", str(refusing_tenant), "--drill", "-o", "json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["passed"] is False
+    assert {x["name"] for x in doc["layers"]} >= {"postgres", "etcd-patroni"}
+    assert not any(x["passed"] for x in doc["layers"])
+
+
+def _imaging_on_refusing(folder: Path) -> None:
+    text = (folder / "site.yaml").read_text()
+    text = text.replace("services: {kubernetes: {enabled: false}}\n", "")
+    text = text.replace("bundle: {services: []}", "bundle: {services: [imaging]}")
+    text = text.replace(
+        "management: 127.0.0.0/24}", "management: 127.0.0.0/24, kubernetes_vip: 127.0.0.30}"
+    )
+    (folder / "site.yaml").write_text(text)
+
+
+def test_bundle_verify_against_refusing_nodes_fails_with_1(hz: Hz, refusing: Path) -> None:
+    _imaging_on_refusing(refusing)
+    result = hz("bundle", "verify", str(refusing), "-o", "json")
+    assert result.exit_code == 1, result.output
+    checks = json.loads(result.stdout)["checks"]
+    assert checks and not any(c["passed"] for c in checks)
+    assert {c["host"] for c in checks} == {"rf-01", "rf-02", "rf-03"}
+
+
+def test_bundle_status_without_its_tool_or_cluster_says_why(hz: Hz, refusing: Path) -> None:
+    _imaging_on_refusing(refusing)
+    result = hz("bundle", "status", str(refusing))  # a site whose cluster was never deployed
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(
+        f"error: cannot ask the cluster: {refusing / 'kubeconfig'} is missing\n"
+    )
+    assert "Traceback" not in result.output
+    (refusing / "kubeconfig").write_text("")  # deployed, but its artifacts folder is gone
+    kubectl = refusing / "artifacts" / "bin" / "kubectl"
+    bad_input(
+        hz,
+        refusing,
+        ["bundle", "status", str(refusing)],
+        f"error: {kubectl} is missing (the status asks the cluster with it)\n"
+        "  cause: nothing was asked\n"
+        f"  fix:   build the artifacts with `scripts/build-artifacts {kubectl.parent.parent}`, "
+        "or set `artifacts:` in site.yaml\n",
     )

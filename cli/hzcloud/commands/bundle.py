@@ -224,16 +224,24 @@ def status(site: SiteArg = Path("."), output: OutputOpt = Output.text) -> None:
         from hzcloud.report import print_json
 
         print_json(data)
-        return
-    from rich.markup import escape
+    else:
+        from rich.markup import escape
 
-    from hzcloud.report import console
+        from hzcloud.report import console
 
-    out = console()
-    for svc in data["services"]:
-        out.print(f"[bold]{escape(svc['name'])}[/] {escape(svc['version'])}: {svc['state']}")
-        for ep in svc["endpoints"]:
-            out.print(f"  {escape(ep['name'])}: {escape(ep['url'])}  (CA {escape(ep['ca'])})")
+        out = console()
+        for svc in data["services"]:
+            out.print(f"[bold]{escape(svc['name'])}[/] {escape(svc['version'])}: {svc['state']}")
+            for ep in svc["endpoints"]:
+                out.print(f"  {escape(ep['name'])}: {escape(ep['url'])}  (CA {escape(ep['ca'])})")
+    if not data["ok"]:  # what was printed says "unknown" where the cluster did not answer
+        from hzcloud.errors import HzError
+
+        raise HzError(
+            "the cluster did not answer for every service",
+            data["error"],
+            f"check the Kubernetes API (`hzcloud verify {loaded.site_dir}`), then ask again",
+        )
 
 
 @app.command()

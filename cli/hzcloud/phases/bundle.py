@@ -483,10 +483,26 @@ def status(site: Site, plan: Plan, site_dir: Path) -> dict[str, Any]:
     """`bundle status`: each picked service, the version it runs, its state and endpoints."""
     import json
 
-    eps = _endpoints(site, plan, site_dir)
-    out: list[dict[str, Any]] = []
+    from hzcloud.errors import HzError, UsageError
     from hzcloud.wayin import namespace_of
 
+    if not (site_dir / "kubeconfig").is_file():
+        raise HzError(
+            f"cannot ask the cluster: {site_dir / 'kubeconfig'} is missing",
+            "the kubernetes phase writes it once the cluster is deployed",
+            f"run `hzcloud up {site_dir}` (its journal says where it stands: `hzcloud status`)",
+        )
+    kubectl = artifacts_path(site, site_dir) / "bin" / "kubectl"
+    if not kubectl.is_file():
+        raise UsageError(
+            f"{kubectl} is missing (the status asks the cluster with it)",
+            "nothing was asked",
+            f"build the artifacts with `scripts/build-artifacts {kubectl.parent.parent}`, "
+            "or set `artifacts:` in site.yaml",
+        )
+    eps = _endpoints(site, plan, site_dir)
+    out: list[dict[str, Any]] = []
+    unanswered = ""
     for le in picked(site, site_dir):
         e = le.entry
         rc, text = _kubectl(
@@ -509,6 +525,7 @@ def status(site: Site, plan: Plan, site_dir: Path) -> dict[str, Any]:
             )
         elif "NotFound" not in text:
             state = "unknown"
+            unanswered = unanswered or (text.strip().splitlines() or ["no answer"])[-1]
         out.append(
             {
                 "name": e.name,
@@ -521,7 +538,7 @@ def status(site: Site, plan: Plan, site_dir: Path) -> dict[str, Any]:
                 ],
             }
         )
-    return {"services": out}
+    return {"ok": not unanswered, "services": out, "error": unanswered or None}
 
 
 def verify(site: Site, plan: Plan, site_dir: Path) -> list[Check]:
