@@ -73,6 +73,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         pytest.skip("the lab needs root and systemd-nspawn")
     folder = tmp_path_factory.mktemp("fleet") / "lab-fleet"
     shutil.copytree(resource("inventories") / "lab-fleet", folder)
+    # the policy's phases are the ones rolled out here: `fleet status` says "done" against them
+    set_policy(folder, phases=PHASES.split(","))
     try:
         for name in SITES:
             lab.up(folder / name)
