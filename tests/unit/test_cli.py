@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from test_hostile import snapshot
 from typer.testing import CliRunner
 
 from hzcloud import __version__
@@ -244,13 +245,6 @@ def test_init_never_overwrites_without_force(hz: Hz, tmp_path: Path) -> None:
 # The wizard: tests/unit/test_wizard.py
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else b"<dir>"
-        for p in sorted(folder.rglob("*"))
-    }
-
-
 @pytest.mark.parametrize("example", ["sample-hospital", "lab", "init"])
 def test_a_dry_run_of_every_example_exits_0_and_leaves_the_folder_as_it_was(
     hz: Hz, tmp_path: Path, example: str
@@ -264,10 +258,10 @@ def test_a_dry_run_of_every_example_exits_0_and_leaves_the_folder_as_it_was(
         (folder / "site.yaml").write_bytes(
             (ROOT / "inventories" / example / "site.yaml").read_bytes()
         )
-    before = _tree(folder)
+    before = snapshot(folder)
     for output in ("text", "json"):
         result = hz("up", str(folder), "--dry-run", "-o", output)
         assert result.exit_code == 0, result.output
-        assert _tree(folder) == before
+        assert snapshot(folder) == before
     dry = json.loads(result.stdout)
     assert dry["phases"], dry  # it says what would run
