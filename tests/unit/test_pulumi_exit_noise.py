@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 # the SDK's coroutine, as it is left: suspended, and failing in its cleanup without a loop
 SCRIPT = """
 import asyncio, types
@@ -39,9 +41,10 @@ def _stderr(hook: str, name: str = "run_pulumi_func") -> str:
     return res.stderr
 
 
-def test_the_sdks_unfinished_program_says_nothing_at_exit() -> None:
-    assert "Traceback" in _stderr(""), "the case no longer arises as it did"
-    assert _stderr("import hzcloud.executors.pulumi") == ""
+@pytest.mark.parametrize("name", ["run_pulumi_func", "run_in_stack"])
+def test_the_sdks_unfinished_program_says_nothing_at_exit(name: str) -> None:
+    assert "Traceback" in _stderr("", name), "the case no longer arises as it did"
+    assert _stderr("import hzcloud.executors.pulumi", name) == ""
 
 
 def test_any_other_unraisable_error_is_still_reported() -> None:

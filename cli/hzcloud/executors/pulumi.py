@@ -27,13 +27,18 @@ if TYPE_CHECKING:
 PULUMI_BINARIES = ("pulumi", "pulumi-resource-kubernetes")
 
 
+_SDK_COROUTINES = ("run_in_stack", "run_pulumi_func")
+
+
 def _quiet_unfinished_program(unraisable: Any) -> None:
     """After a failed update (a rollout past its deadline), Pulumi's SDK leaves its inline
     program's coroutine unfinished; at exit Python reports its shutdown error ("no running
     event loop") with a traceback on stderr, after hzcloud's own message. The failure itself is
     reported by the stack's result: that noise goes, anything else is reported as Python does."""
     obj = getattr(unraisable, "object", None)
-    if getattr(obj, "__qualname__", "") == "run_pulumi_func" and isinstance(
+    # which coroutine Python names is the outermost one collected: run_in_stack (seen in CI)
+    # or the run_pulumi_func it awaits
+    if getattr(obj, "__qualname__", "") in _SDK_COROUTINES and isinstance(
         unraisable.exc_value, RuntimeError
     ):
         return

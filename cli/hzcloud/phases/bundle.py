@@ -247,7 +247,7 @@ def _run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
     """The needs through Ansible, then each service's stack; stops at the first failure."""
     from hzcloud.executors.ansible import run_ansible
     from hzcloud.executors.pulumi import run_pulumi
-    from hzcloud.outcome import Failure, PhaseResult
+    from hzcloud.outcome import Event, Failure, PhaseResult
     from hzcloud.secrets import read_secrets
 
     started = time.monotonic()
@@ -293,6 +293,14 @@ def _run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
     for svc in services(site, plan, site_dir, secrets):
         assert svc.spec is not None
         before = last_ready(ctx.state_dir, svc.entry)
+        if before is not None:
+            # pods still starting (a power cut, a node back) are waited for before the stack's
+            # refresh: pulumi-kubernetes judges readiness when it reads an object
+            # (pulumi/pulumi-kubernetes#3129), and one read not ready is "updated" with the very
+            # spec it has: a change reported where there was none. Not ready in time: the
+            # update goes ahead and says so.
+            on_event(Event(phase.name, "task", task=f"Wait for {svc.entry}'s pods to be ready"))
+            rolled_out(site, site_dir, before, absent_ok=True)
         res = deploy_ready(svc)
         if not res.ok:
             failures = res.failures
@@ -314,10 +322,13 @@ def _run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
     return PhaseResult(phase.name, True, changed, time.monotonic() - started, needs.hosts)
 
 
-def rolled_out(site: Site, plan_site_dir: Path, entry: Entry) -> str | None:
+def rolled_out(
+    site: Site, plan_site_dir: Path, entry: Entry, absent_ok: bool = False
+) -> str | None:
     """Wait, up to the entry's ready_within, until its Deployment has rolled out as
     `kubectl rollout status` sees it: the spec observed, every replica updated, ready and
-    available, no old pod left. None when it has; else what was seen."""
+    available, no old pod left. None when it has (or, with absent_ok, when the cluster has no
+    such Deployment); else what was seen."""
     import json
 
     from hzcloud.bundle import ready_within
@@ -351,6 +362,8 @@ def rolled_out(site: Site, plan_site_dir: Path, entry: Entry) -> str | None:
             ):
                 return None
             seen = ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {want}"
+        elif absent_ok and "NotFound" in text:
+            return None
         if time.monotonic() > stop:
             return f"not rolled out within {deadline} s: {seen}"
         time.sleep(2)
