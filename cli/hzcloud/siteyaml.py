@@ -83,6 +83,45 @@ class _NoAliasLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+_CLoader = getattr(yaml, "CSafeLoader", None)
+
+
+def _compose(text: str) -> Any:
+    """The document's root node. libyaml (ten times faster: a bundle entry is thousands of
+    nodes) when it is there and the file is plain; anything it finds amiss, an alias, too deep
+    or too many nodes is composed again by the pure-Python loader, whose checks and messages
+    are the ones an operator reads."""
+    if _CLoader is not None:
+        try:
+            depth = nodes = 0
+            for event in yaml.parse(text, Loader=_CLoader):
+                if isinstance(event, yaml.NodeEvent):
+                    nodes += 1
+                    if (
+                        isinstance(event, yaml.AliasEvent)
+                        or depth >= MAX_DEPTH
+                        or nodes > MAX_NODES
+                    ):
+                        break
+                    if isinstance(event, yaml.CollectionStartEvent):
+                        depth += 1
+                elif isinstance(event, yaml.CollectionEndEvent):
+                    depth -= 1
+            else:
+                loader = _CLoader(text)
+                try:
+                    return loader.get_single_node()
+                finally:
+                    loader.dispose()
+        except yaml.YAMLError:
+            pass
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
 def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], count: list[int]) -> Any:
     count[0] += 1
     if count[0] > MAX_NODES:
@@ -336,11 +375,7 @@ def load_yaml_bytes(raw: bytes, name: str) -> Loaded:
             "contains NUL bytes: this is not a text file", "check that this is the right file"
         )
     try:
-        loader = _NoAliasLoader(text)
-        try:
-            root = loader.get_single_node()
-        finally:
-            loader.dispose()
+        root = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

@@ -221,3 +221,22 @@ def test_any_value_at_any_key_never_raises_anything_but_site_error(
         parse_site(Loaded(data, {}))
     except SiteError as exc:
         assert all(p.what and p.fix for p in exc.problems)
+
+
+_YAML_FILES = sorted(
+    p
+    for p in [*Path("inventories").rglob("*.yaml"), *Path("bundles").rglob("*.yaml")]
+    if "state" not in p.parts
+)
+
+
+@pytest.mark.parametrize("path", _YAML_FILES, ids=str)
+def test_libyaml_and_the_python_loader_read_every_shipped_file_alike(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hzcloud import siteyaml
+
+    fast = load_yaml_bytes(path.read_bytes(), path.name)
+    monkeypatch.setattr(siteyaml, "_CLoader", None)
+    slow = load_yaml_bytes(path.read_bytes(), path.name)
+    assert (fast.data, fast.lines) == (slow.data, slow.lines)
