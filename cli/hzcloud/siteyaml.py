@@ -113,7 +113,7 @@ def _compose(text: str) -> Any:
                     return loader.get_single_node()
                 finally:
                     loader.dispose()
-        except yaml.YAMLError:
+        except Exception:  # whatever libyaml refuses, the reference loader says why
             pass
     loader = _NoAliasLoader(text)
     try:
