@@ -36,6 +36,7 @@ def lab_up_result(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
             pytest.fail(f"CI must run the lab tests: {reason}")
         pytest.skip(reason)
     site = Path(os.environ.get("HZCLOUD_LAB_SITE") or tmp_path_factory.mktemp("lab") / "site")
+    _SEEN["site"] = str(site)
     result = lab.up(site)
     yield site, result
     if not os.environ.get("HZCLOUD_LAB_KEEP"):
@@ -58,6 +59,73 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "lab_teardown: runs after every other test (takes the lab down)"
     )
+    _SEEN["config"] = config
+
+
+# A lab failure is reported the moment it happens, with the host's and the site's state: a run
+# that CI ends at its time limit prints no summary, and the tail of its output is all there is.
+_SEEN: dict[str, Any] = {"started": time.monotonic(), "failures": 0}
+
+
+def _host_state() -> str:
+    st = os.statvfs("/")
+    free = st.f_bavail * st.f_frsize
+    meminfo = {
+        line.split(":")[0]: line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+    }
+    return (
+        f"host: disk / {free / 2**30:.1f} GiB free ({100 * st.f_bavail / st.f_blocks:.1f} %), "
+        f"memory {int(meminfo.get('MemAvailable', 0)) / 2**20:.1f} GiB available, "
+        "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+    )
+
+
+def _site_state(site: Path) -> list[str]:
+    """The PostgreSQL members and Ceph's health as the site's own tools say (bounded)."""
+    lines = []
+    try:
+        members = hzrun.patroni_members(site)
+        lines.append(
+            "patroni: "
+            + (
+                ", ".join(f"{m.get('Member')} {m.get('Role')} {m.get('State')}" for m in members)
+                or "no member answered"
+            )
+        )
+    except Exception as exc:  # a diagnosis never fails the run
+        lines.append(f"patroni: {type(exc).__name__}: {exc}"[:300])
+    try:
+        mon = hzrun.hosts_with(site, "ceph-mon")
+        if mon:
+            res = hzrun.node_run(site, mon[0]["name"], "timeout 20 ceph health", timeout=40)
+            lines.append(f"ceph: {(res.stdout or res.stderr).strip()[:300]}")
+    except Exception as exc:
+        lines.append(f"ceph: {type(exc).__name__}: {exc}"[:300])
+    return lines
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not report.failed or "config" not in _SEEN:
+        return
+    _SEEN["failures"] += 1
+    tr = _SEEN["config"].pluginmanager.get_plugin("terminalreporter")
+    if tr is None:
+        return
+    elapsed = time.monotonic() - _SEEN["started"]
+    out = [
+        "",
+        f"!! {report.nodeid} failed in {report.when} after {report.duration:.0f} s "
+        f"(at {elapsed:.0f} s of the lab tests)",
+        _host_state(),
+    ]
+    site = os.environ.get("HZCLOUD_LAB_SITE") or _SEEN.get("site")
+    if site and _SEEN["failures"] <= 3:  # the first failures say most; later ones cascade
+        out += _site_state(Path(site))
+    text = report.longreprtext.strip().splitlines()
+    out += [f"   {line}"[:240] for line in text[-25:]]
+    for line in out:
+        tr.write_line(line)
 
 
 # The phases this build converges on the lab, in one `hzcloud up` shared by every lab test.
