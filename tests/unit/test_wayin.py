@@ -99,6 +99,17 @@ def test_the_sites_names_are_its_endpoints_and_the_way_in(lab_dir: Path) -> None
     assert records["echo"] == records["ingress"] == ["10.77.0.102"]
 
 
+def test_postgres_endpoint_verifies_the_servers_name(lab_dir: Path) -> None:
+    """Clients check the certificate's names, not only its CA: the VIP is in every certificate."""
+    from hzcloud.phases.data import PHASE
+
+    site = load_site(lab_dir)
+    (pg,) = [e for e in PHASE.endpoints(site, plan_site(site), lab_dir) if e.name == "postgres"]
+    assert pg.url.startswith("postgresql://10.77.0.100:5432/")
+    assert "sslmode=verify-full" in pg.url and "target_session_attrs=read-write" in pg.url
+    assert pg.ca == str(lab_dir / "pki" / "ca.crt")
+
+
 def test_render_hands_the_routes_to_the_gateway_role(lab_dir: Path) -> None:
     site = load_site(lab_dir)
     render(site, plan_site(site), lab_dir)

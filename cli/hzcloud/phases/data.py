@@ -37,7 +37,8 @@ def _endpoints(site: Site, plan: Plan, site_dir: Path) -> list[Endpoint]:
         out.append(
             Endpoint(
                 "postgres",
-                f"postgresql://{hosts}/postgres?sslmode=verify-ca&target_session_attrs=read-write",
+                # verify-full: the VIP and each member's own address are in every server certificate
+                f"postgresql://{hosts}/postgres?sslmode=verify-full&target_session_attrs=read-write",
                 ca,
                 note,
             )
