@@ -90,6 +90,8 @@ def test_the_playbook_gets_key_names_never_values(imaging_site: Path) -> None:
     assert extra["bundle_images_list"] == [
         {"ref": "hzcloud.local/orthanc:1.10.1-1", "file": "images/orthanc-1.10.1-1.tar"}
     ]
+    # the images stream from the control node through the SSH configuration render writes
+    assert extra["bundle_images_ssh_config"] == str(loaded.site_dir / "state" / "ssh_config")
 
 
 def test_endpoints_are_the_way_ins_routes_with_the_site_ca(imaging_site: Path) -> None:

@@ -127,6 +127,7 @@ def extravars(
         else "",
         "bundle_images_list": images,
         "bundle_images_artifacts_dir": str(artifacts_path(site, site_dir)),
+        "bundle_images_ssh_config": str(site_dir / "state" / "ssh_config"),
     }
 
 
