@@ -185,7 +185,8 @@ def run_pulumi(
         changed = sum(int(n) for op, n in changes.items() if op not in ("same", "refresh"))
         return PhaseResult(phase, True, changed, time.monotonic() - started)
     except auto.CommandError as exc:
-        text = str(exc).strip().splitlines()
+        failures.sort(key=_rank)  # the resource's own words first, the summary last
+        text = [line for line in str(exc).strip().splitlines() if line.strip()]
         failures.append(
             Failure(
                 "",
@@ -244,8 +245,18 @@ def _translate(phase: str, ev: Any, on_event: OnEvent, failures: list[Failure]) 
         )
     elif ev.diagnostic_event is not None and ev.diagnostic_event.severity == "error":
         msg = ev.diagnostic_event.message.strip()
-        failures.insert(0, Failure("pulumi", ev.diagnostic_event.urn or "", msg[:400]))
+        failures.append(Failure("pulumi", ev.diagnostic_event.urn or "", msg[:400]))
         on_event(Event(phase, "failed", "pulumi", ev.diagnostic_event.urn or "", msg[:200]))
+
+
+def _rank(failure: Failure) -> int:
+    """Which failure leads the report: a resource's own error (why it failed) before the
+    engine's "resource operation failed", and the stack's summary ("update failed") last."""
+    if failure.message == "resource operation failed":
+        return 1
+    if not failure.task or "::pulumi:pulumi:Stack::" in failure.task:
+        return 2
+    return 0
 
 
 # a resource found as the program wants it: no change to report
