@@ -206,14 +206,14 @@ def kubectl_try(site: Path, *args: str, timeout: float = 3) -> subprocess.Comple
 
 
 def vip_holder(site: Path) -> str | None:
-    """The server holding the API VIP: the kube-controller-manager Lease's holder."""
+    """The server holding the API VIP: the holder of the Lease hzcloud-api-vip renews."""
     res = kubectl_try(
         site,
         "-n",
         "kube-system",
         "get",
         "lease",
-        "kube-controller-manager",
+        "hzcloud-api-vip",
         "-o",
         "jsonpath={.spec.holderIdentity}",
     )
@@ -264,7 +264,7 @@ def drills(echo_up: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
 
 def test_api_vip_holders_power_cut_kubectl_answers_within_15s(drills: dict[str, Any]) -> None:
     site: Path = drills["site"]
-    holder = hzrun.wait_for("the controller-manager Lease's holder", lambda: vip_holder(site), 30)
+    holder = hzrun.wait_for("the API VIP Lease's holder", lambda: vip_holder(site), 30)
     assert kubectl_try(site, "get", "nodes").returncode == 0
     t_kill = time.monotonic()
     hzrun.lab_verb(site, "kill", holder)

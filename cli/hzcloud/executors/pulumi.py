@@ -164,7 +164,12 @@ def run_pulumi(
     started = time.monotonic()
     failures: list[Failure] = []
 
+    said: list[str] = []  # the engine's diagnostics, kept in <work>/<action>.log for a post-mortem
+
     def handle(ev: Any) -> None:
+        if ev.diagnostic_event is not None:
+            d = ev.diagnostic_event
+            said.append(f"{d.severity} {d.urn or ''}: {d.message.strip()}")
         _translate(phase, ev, on_event, failures)
 
     try:
@@ -183,17 +188,18 @@ def run_pulumi(
             res = stack.up(on_event=handle, color="never", refresh=True)
             changes = res.summary.resource_changes or {}
         changed = sum(int(n) for op, n in changes.items() if op not in ("same", "refresh"))
+        _keep_log(work / f"{action}.log", said, "")
         return PhaseResult(phase, True, changed, time.monotonic() - started)
     except auto.CommandError as exc:
+        _keep_log(work / f"{action}.log", said, str(exc))
         failures.sort(key=_rank)  # the resource's own words first, the summary last
         text = [line for line in str(exc).strip().splitlines() if line.strip()]
         failures.append(
             Failure(
                 "",
                 "pulumi " + action,
-                (failures[0].message if failures else (text[-1] if text else "pulumi failed"))[
-                    :400
-                ],
+                (failures[0].message if failures else (text[-1] if text else "pulumi failed"))[:400]
+                + f" (the engine's log: {work / (action + '.log')})",
             )
         )
         return PhaseResult(phase, False, 0, time.monotonic() - started, {}, tuple(failures))
@@ -203,6 +209,14 @@ def run_pulumi(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _keep_log(path: Path, said: list[str], error: str) -> None:
+    """The last run's diagnostics (Pulumi masks secret values in them) and its error, 0600."""
+    text = "\n".join(said) + ("\n--- the command failed:\n" + error if error else "") + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def outputs(
