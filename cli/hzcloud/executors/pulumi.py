@@ -164,7 +164,8 @@ def run_pulumi(
     started = time.monotonic()
     failures: list[Failure] = []
 
-    said: list[str] = []  # the engine's diagnostics, kept in <work>/<action>.log for a post-mortem
+    said: list[str] = []  # the engine's diagnostics, kept for a post-mortem
+    log = work / f"{action}.log"
 
     def handle(ev: Any) -> None:
         if ev.diagnostic_event is not None:
@@ -188,10 +189,10 @@ def run_pulumi(
             res = stack.up(on_event=handle, color="never", refresh=True)
             changes = res.summary.resource_changes or {}
         changed = sum(int(n) for op, n in changes.items() if op not in ("same", "refresh"))
-        _keep_log(work / f"{action}.log", said, "")
+        _keep_log(log, said, "")
         return PhaseResult(phase, True, changed, time.monotonic() - started)
     except auto.CommandError as exc:
-        _keep_log(work / f"{action}.log", said, str(exc))
+        _keep_log(log, said, str(exc))
         failures.sort(key=_rank)  # the resource's own words first, the summary last
         text = [line for line in str(exc).strip().splitlines() if line.strip()]
         failures.append(
@@ -199,7 +200,7 @@ def run_pulumi(
                 "",
                 "pulumi " + action,
                 (failures[0].message if failures else (text[-1] if text else "pulumi failed"))[:400]
-                + f" (the engine's log: {work / (action + '.log')})",
+                + f" (the engine's log: {log})",
             )
         )
         return PhaseResult(phase, False, 0, time.monotonic() - started, {}, tuple(failures))
