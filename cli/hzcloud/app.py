@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from hzcloud.errors import HzError
+from hzcloud.errors import HzError, Stopped
 from hzcloud.output import Output
 
 if TYPE_CHECKING:
@@ -101,6 +101,14 @@ class _Group(TyperGroup):
 
             report.error(refused)
             raise typer.Exit(refused.exit_code) from None
+        except KeyboardInterrupt:  # outside `up`'s phases (they stop on their own, see engine)
+            if ctx.meta.get("hz_debug"):
+                raise
+            from hzcloud import report
+
+            stopped = Stopped("stopped by the operator", "", "run the command again")
+            report.error(stopped)
+            raise typer.Exit(stopped.exit_code) from None
 
 
 app = typer.Typer(
@@ -308,6 +316,15 @@ def _up(
         progress.close()
     done = engine.done_phases(loaded.state_dir)
     report.up_summary(result, output, engine.endpoints(loaded, done))
+    journal_file = loaded.state_dir / "journal.jsonl"
+    if not result.ok and not any(r.status == "failed" for r in result.records):
+        stopped = [r.phase for r in result.records if r.status == "stopped"]
+        raise Stopped(
+            "stopped by the operator"
+            + (f": {', '.join(stopped)} did not finish" if stopped else ""),
+            f"the journal ({journal_file}) keeps what was done",
+            f"`hzcloud up {loaded.site_dir}` resumes where it stopped",
+        )
     if not result.ok:
         failed = next(r for r in result.records if r.status == "failed")
         err = failed.error
@@ -317,7 +334,7 @@ def _up(
             + (f' (task "{err["task"]}")' if err.get("task") else ""),
             err.get("message", ""),
             f"fix the cause, then `hzcloud up {loaded.site_dir}` resumes at {failed.phase} "
-            f"(journal: {loaded.state_dir / 'journal.jsonl'})",
+            f"(journal: {journal_file})",
         )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from hzcloud import journal, sitelock
 from hzcloud import phases as registry
 from hzcloud.errors import HzError, UsageError
-from hzcloud.executors import RunContext, run_phase
+from hzcloud.executors import STOP, STOPPED, RunContext, request_stop, run_phase
 from hzcloud.model import Site, load_site, site_file
 from hzcloud.outcome import DryRun, Event, Failure, PhaseResult, UpResult
 from hzcloud.plan import Phase, Plan, plan_site
@@ -137,6 +137,12 @@ def endpoints(loaded: Loaded, deployed: set[str]) -> list[registry.Endpoint]:
 
 Reporter = Callable[[Event], None]
 
+_STOPPING = (
+    "stopping: the running phases end at their next safe point, none starts; the journal keeps "
+    "what is done and `hzcloud up` resumes (Ctrl-C again ends them now)",
+    "ending the running phases now",
+)
+
 
 def up(
     loaded: Loaded,
@@ -205,10 +211,11 @@ def up(
                     phase.name, False, 0, time.time() - start, failures=(Failure("", "", message),)
                 )
             first = result.failures[0] if result.failures else None
+            stopped = not result.ok and any(f.message == STOPPED for f in result.failures)
             rec = journal.PhaseRecord(
                 run_id,
                 phase.name,
-                "ok" if result.ok else "failed",
+                "ok" if result.ok else "stopped" if stopped else "failed",
                 start,
                 time.time(),
                 result.changed,
@@ -220,7 +227,7 @@ def up(
             )
             journal.append(state, rec)
             records[phase.name] = rec
-            tell(Event(phase.name, "phase-end", detail="ok" if result.ok else "failed"))
+            tell(Event(phase.name, "phase-end", detail=rec.status))
             return result
 
         def blocked_by(name: str) -> list[str]:
@@ -228,8 +235,14 @@ def up(
             return [d for d in deps if d in records and records[d].status not in DONE]
 
         running: dict[Future[PhaseResult], str] = {}
+        interrupts = 0
         with ThreadPoolExecutor(max_workers=4) as pool:
             while pending or running:
+                if STOP.is_set():  # stopped by the operator: nothing new starts
+                    for name in pending:
+                        finish(name, "stopped", time.time(), {"note": "not run: up was stopped"})
+                        tell(Event(name, "phase-blocked", detail="not run: up was stopped"))
+                    pending.clear()
                 for name in list(pending):
                     blockers = blocked_by(name)
                     if blockers:
@@ -246,7 +259,13 @@ def up(
                     if pending:  # only blocked phases left: the loop above records them
                         continue
                     break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                try:
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt:  # Ctrl-C, or SIGINT from a script
+                    interrupts += 1
+                    request_stop(again=interrupts > 1)
+                    tell(Event("", "message", detail=_STOPPING[interrupts > 1]))
+                    continue
                 for fut in finished:
                     running.pop(fut)
                     result = fut.result()

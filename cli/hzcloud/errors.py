@@ -21,6 +21,12 @@ class UsageError(HzError):
     exit_code = 2
 
 
+class Stopped(HzError):
+    """The operator stopped the run (Ctrl-C, SIGINT): 128 + SIGINT, as a shell reports it."""
+
+    exit_code = 130
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong in a site file."""

@@ -101,6 +101,11 @@ class UpProgress:
 
     def __call__(self, ev: Event) -> None:
         with self.lock:
+            if ev.kind == "message":  # about the whole run, not one phase (stderr, even in JSON)
+                (self.live.console if self.live is not None else console(stderr=True)).print(
+                    escape(ev.detail)
+                )
+                return
             st = self.phases.setdefault(
                 ev.phase,
                 {

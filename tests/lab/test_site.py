@@ -1,8 +1,8 @@
 """The whole site, as an operator converges it: every phase with the real concurrent schedule
-(everything answering), then every server's power cut at once and the whole site converged again:
-0 changed, every phase ok. That second converge is also the idempotence check (a task that changes
-on a plain re-run changes here too; CI's time went to one converge, not two). The site CA is the
-same from start to end: nothing ever replaces it on its own.
+(everything answering), then the same `up` again (0 changed in every phase, everything still
+answering), then every server's power cut at once and the whole site converged once more:
+0 changed, every phase ok. The site CA is the same from start to end: nothing ever replaces it
+on its own.
 
 Runs after the data and storage suites on the same lab (their converge is the start of this
 one); needs the artifacts folder for the kubernetes and platform phases.
@@ -70,6 +70,21 @@ def test_every_phase_of_the_plan_ran(whole_site: dict[str, Any]) -> None:
 
 def test_everything_answers_with_the_site_ca(whole_site: dict[str, Any]) -> None:
     site = whole_site["site"]
+    check_postgres_tls(site)
+    check_kubernetes_api(site)
+    assert pki.fingerprint(pki.ca_cert_path(site)) == whole_site["ca"]
+
+
+def test_second_up_changes_nothing_anywhere(whole_site: dict[str, Any]) -> None:
+    """The plain re-run an operator does: no phase changes anything, everything answers."""
+    site = whole_site["site"]
+    t0 = time.monotonic()
+    rc, data = up_all(site)
+    print(f"\nsecond whole-site up: {time.monotonic() - t0:.0f} s: {summary(data)}")
+    assert rc == 0, json.dumps(data, indent=2)
+    assert [p["name"] for p in data["phases"]] == [p["name"] for p in whole_site["first"]["phases"]]
+    assert {p["name"]: p["changes"] for p in data["phases"] if p["changed"]} == {}
+    assert all(p["status"] == "ok" for p in data["phases"]), summary(data)
     check_postgres_tls(site)
     check_kubernetes_api(site)
     assert pki.fingerprint(pki.ca_cert_path(site)) == whole_site["ca"]

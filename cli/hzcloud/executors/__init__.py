@@ -7,7 +7,11 @@ picks the executor the phase names. Each executor module is imported when a phas
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -19,7 +23,72 @@ if TYPE_CHECKING:
     from hzcloud.phases import Phase
     from hzcloud.plan import Plan
 
-__all__ = ["Event", "Failure", "OnEvent", "PhaseResult", "RunContext", "run_phase"]
+__all__ = [
+    "STOP",
+    "STOPPED",
+    "Event",
+    "Failure",
+    "OnEvent",
+    "PhaseResult",
+    "RunContext",
+    "request_stop",
+    "run_phase",
+]
+
+# Set when the operator stops `up` (Ctrl-C, or SIGINT from a script): the running phases end
+# early, no new one starts. Process-wide, as the signal is.
+STOP = threading.Event()
+STOPPED = "stopped by the operator (interrupted)"
+
+
+def request_stop(again: bool = False) -> None:
+    """Stop what runs: ansible-runner's runs end at their next check of STOP (its own
+    cancel_callback: the playbook's process group is killed); the pulumi engine is asked as its
+    own Ctrl-C would ask it (SIGINT: it cancels, its providers stop waiting for rollouts, it
+    writes its state and exits). A Ctrl-C at a terminal already reached the engine (it runs in
+    this process group): it is signalled only when it was not, or when asked `again` (SIGTERM:
+    it ends now)."""
+    STOP.set()
+    if again:
+        _signal_children("pulumi", signal.SIGTERM)
+    elif not _terminal_interrupted_us():
+        _signal_children("pulumi", signal.SIGINT)
+
+
+def _terminal_interrupted_us() -> bool:
+    """Is this process group the foreground of its terminal (so a Ctrl-C reached all of it)?"""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)  # none in CI or under a daemon
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _signal_children(name: str, sig: signal.Signals) -> None:
+    """Signal this process's children called NAME (the pulumi engine the Automation API runs)."""
+    me = os.getpid()
+    for stat in _proc_stats():
+        # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses
+        pid, _, rest = stat.partition(" (")
+        comm, _, after = rest.rpartition(") ")
+        fields = after.split()
+        if comm == name and len(fields) > 1 and fields[1] == str(me):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), sig)
+
+
+def _proc_stats() -> list[str]:
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry.name}/stat") as f:
+                out.append(f.read())
+    return out
 
 
 @dataclass(frozen=True)

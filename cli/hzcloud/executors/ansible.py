@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hzcloud.errors import HzError
-from hzcloud.executors import RunContext
+from hzcloud.executors import STOP, STOPPED, RunContext
 from hzcloud.outcome import Event, Failure, OnEvent, PhaseResult
 from hzcloud.resources import resource
 
@@ -55,6 +55,8 @@ def run_ansible(
             "this hzcloud build does not ship that phase",
             f"switch the service off in site.yaml or run `hzcloud up --only` without {phase}",
         )
+    if STOP.is_set():  # the operator stopped `up` before this playbook's turn
+        return PhaseResult(phase, False, 0, 0.0, {}, (Failure("", "", STOPPED),))
     private = state_dir / "runner"
     private.mkdir(parents=True, exist_ok=True)
     events: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -85,6 +87,8 @@ def run_ansible(
         quiet=True,
         event_handler=handler,
         finished_callback=finished,
+        # the operator stopped `up`: runner kills the playbook at its next check (<= 5 s)
+        cancel_callback=STOP.is_set,
         # a folder per phase: phases run at the same time, and runner's rotation of the
         # artifacts folder deletes files another phase's runner is still writing
         artifact_dir=str(private / "artifacts" / phase),
@@ -113,7 +117,9 @@ def run_ansible(
             hosts.setdefault(host, {})[key] = int(n)
     changed = sum(h.get("changed", 0) for h in hosts.values())
     ok = runner.status == "successful" and runner.rc == 0
-    if not ok and not failures:
+    if runner.status == "canceled":
+        failures.insert(0, Failure("", "", STOPPED))
+    elif not ok and not failures:
         failures.append(
             Failure(
                 "",

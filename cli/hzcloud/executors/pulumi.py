@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from hzcloud.errors import HzError
-from hzcloud.executors import RunContext
+from hzcloud.executors import STOP, STOPPED, RunContext
 from hzcloud.outcome import Event, Failure, OnEvent, PhaseResult
 from hzcloud.resources import resource
 
@@ -144,6 +144,8 @@ def run_pulumi(
     from pulumi import automation as auto
 
     check_artifacts(artifacts)
+    if STOP.is_set():  # the operator stopped `up` before this stack's turn
+        return PhaseResult(phase, False, 0, 0.0, {}, (Failure("", "pulumi " + action, STOPPED),))
     env = _workspace_env(state_dir, artifacts, passphrase)
     work = state_dir / "pulumi-work" / project
     work.mkdir(parents=True, exist_ok=True)
@@ -194,6 +196,8 @@ def run_pulumi(
     except auto.CommandError as exc:
         _keep_log(log, said, str(exc))
         failures.sort(key=_rank)  # the resource's own words first, the summary last
+        if STOP.is_set():  # cancelled by the operator: that is why, whatever the engine says
+            failures.insert(0, Failure("", "pulumi " + action, STOPPED))
         text = [line for line in str(exc).strip().splitlines() if line.strip()]
         failures.append(
             Failure(
