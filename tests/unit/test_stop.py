@@ -119,6 +119,7 @@ def test_sigint_stops_up_and_the_journal_says_where(tmp_path: Path) -> None:
     assert took < 15, f"up ran on for {took:.0f} s after SIGINT"
     assert "Traceback" not in err, err
     assert "stopped by the operator" in err and "resumes" in err, err
+    assert "STOPPED:" in out, out
     latest = journal.latest(site / "state")
     assert latest["preflight"].status == "ok"
     assert latest["base"].status == "stopped"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hzcloud.executors import STOP, STOPPED
 from hzcloud.phases import Endpoint, Need, Phase, artifact_needs, artifacts_path
 
 if TYPE_CHECKING:
@@ -305,7 +306,9 @@ def _run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
         res = deploy_ready(svc)
         if not res.ok:
             failures = res.failures
-            if before is not None and before != svc.spec:
+            if STOP.is_set():  # the operator stopped `up`: no roll back now; the next `up` resumes
+                failures = (Failure("", svc.entry, STOPPED), *failures)
+            elif before is not None and before != svc.spec:
                 failures = _roll_back(site, plan, site_dir, secrets, svc, before, res, deploy_ready)
                 changed += 1
             return PhaseResult(
@@ -367,7 +370,8 @@ def rolled_out(
             return None
         if time.monotonic() > stop:
             return f"not rolled out within {deadline} s: {seen}"
-        time.sleep(2)
+        if STOP.wait(2):  # the operator stopped `up`
+            return STOPPED
 
 
 def _roll_back(
