@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -646,6 +647,23 @@ def _log_dir(fleet: Fleet) -> Path:
     return fleet.file.parent / STATE_DIR / "logs"
 
 
+# the sites' `hzcloud up` processes running now (a stop is passed on to them)
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def _stop_sites() -> None:
+    """Ctrl-C or SIGINT: each running site's `up` stops as its own Ctrl-C stops it (the
+    journal marks what did not finish; `fleet up` resumes). At a terminal they had it too."""
+    from hzcloud.executors import interrupted_at_terminal
+
+    if interrupted_at_terminal():
+        return
+    with _RUNNING_LOCK:
+        for proc in _RUNNING:
+            proc.send_signal(signal.SIGINT)
+
+
 def _run_site(fleet: Fleet, site: FleetSite, phases: tuple[str, ...]) -> SiteResult:
     """`hzcloud up SITE --output json --only PHASES` in its own process: its own journal and resume."""
     started = time.monotonic()
@@ -654,14 +672,25 @@ def _run_site(fleet: Fleet, site: FleetSite, phases: tuple[str, ...]) -> SiteRes
     log = logs / f"{site.code}.log"
     argv = [sys.executable, "-m", "hzcloud", "up", str(site.path), "--output", "json"]
     argv += ["--only", ",".join(phases)]
-    res = subprocess.run(
-        argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
-    )
-    log.write_text(f"$ {' '.join(argv)}\n# exit {res.returncode}\n{res.stdout}\n{res.stderr}")
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    ) as proc:
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
+    log.write_text(f"$ {' '.join(argv)}\n# exit {proc.returncode}\n{stdout}\n{stderr}")
     seconds = time.monotonic() - started
-    if res.returncode == 0:
+    if proc.returncode == 0:
         return SiteResult(site.folder, site.wave, "ok", seconds, log=str(log))
-    phase, error = _failure(site, res.stdout, res.stderr)
+    phase, error = _failure(site, stdout, stderr)
     return SiteResult(site.folder, site.wave, "failed", seconds, phase, error, str(log))
 
 
@@ -732,8 +761,12 @@ def up(
             continue
         emit(FleetEvent(f"wave {wave.number}", ", ".join(wave.sites)))
         with ThreadPoolExecutor(max_workers=min(fleet.parallel, len(sites))) as pool:
-            for result in pool.map(one, sites):
-                results[result.site] = result
+            try:
+                for result in pool.map(one, sites):
+                    results[result.site] = result
+            except KeyboardInterrupt:  # no further wave; the sites' own `up` stop
+                _stop_sites()
+                raise
         stopped |= failures[0] > fleet.max_failures
     ordered = tuple(results[s.folder] for s in fleet.sites)
     return FleetResult(ordered, time.monotonic() - started, stopped)

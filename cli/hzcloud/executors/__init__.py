@@ -31,6 +31,7 @@ __all__ = [
     "OnEvent",
     "PhaseResult",
     "RunContext",
+    "interrupted_at_terminal",
     "request_stop",
     "run_phase",
 ]
@@ -51,11 +52,11 @@ def request_stop(again: bool = False) -> None:
     STOP.set()
     if again:
         _signal_children("pulumi", signal.SIGTERM)
-    elif not _terminal_interrupted_us():
+    elif not interrupted_at_terminal():
         _signal_children("pulumi", signal.SIGINT)
 
 
-def _terminal_interrupted_us() -> bool:
+def interrupted_at_terminal() -> bool:
     """Is this process group the foreground of its terminal (so a Ctrl-C reached all of it)?"""
     try:
         fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)  # none in CI or under a daemon
