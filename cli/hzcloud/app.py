@@ -306,12 +306,14 @@ def _up(
     loaded: engine.Loaded, only: str | None, output: Output, new_secrets: tuple[str, ...] = ()
 ) -> None:
     from hzcloud import engine, report
+    from hzcloud.executors import stop_signals
 
     progress = report.UpProgress(quiet=output is Output.json)
     try:
-        result = engine.up(
-            loaded, _phases(only), progress, prepare=lambda ld: _render(ld, new_secrets)
-        )
+        with stop_signals():
+            result = engine.up(
+                loaded, _phases(only), progress, prepare=lambda ld: _render(ld, new_secrets)
+            )
     finally:
         progress.close()
     done = engine.done_phases(loaded.state_dir)

@@ -653,15 +653,16 @@ _RUNNING_LOCK = threading.Lock()
 
 
 def _stop_sites() -> None:
-    """Ctrl-C or SIGINT: each running site's `up` stops as its own Ctrl-C stops it (the
-    journal marks what did not finish; `fleet up` resumes). At a terminal they had it too."""
-    from hzcloud.executors import interrupted_at_terminal
+    """Ctrl-C, SIGINT or SIGTERM: each running site's `up` stops as its own Ctrl-C stops it
+    (the journal marks what did not finish; `fleet up` resumes). A terminal's Ctrl-C reached
+    them already; else they get SIGTERM (a background job's `up` ignores SIGINT)."""
+    from hzcloud.executors import reached_by_terminal
 
-    if interrupted_at_terminal():
+    if reached_by_terminal():
         return
     with _RUNNING_LOCK:
         for proc in _RUNNING:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)
 
 
 def _run_site(fleet: Fleet, site: FleetSite, phases: tuple[str, ...]) -> SiteResult:

@@ -80,7 +80,10 @@ def up(
     if dry_run:
         _preview(the_fleet, wanted, output)
         return
-    result = fleet.up(the_fleet, wanted, _printer(output))
+    from hzcloud.executors import stop_signals
+
+    with stop_signals():
+        result = fleet.up(the_fleet, wanted, _printer(output))
     if junit_dir is not None:
         fleet.write_junit(the_fleet, junit_dir, wanted)
     _summary(result, output)

@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -31,9 +32,10 @@ __all__ = [
     "OnEvent",
     "PhaseResult",
     "RunContext",
-    "interrupted_at_terminal",
+    "reached_by_terminal",
     "request_stop",
     "run_phase",
+    "stop_signals",
 ]
 
 # Set when the operator stops `up` (Ctrl-C, or SIGINT from a script): the running phases end
@@ -52,12 +54,44 @@ def request_stop(again: bool = False) -> None:
     STOP.set()
     if again:
         _signal_children("pulumi", signal.SIGTERM)
-    elif not interrupted_at_terminal():
+    elif not reached_by_terminal():
         _signal_children("pulumi", signal.SIGINT)
 
 
-def interrupted_at_terminal() -> bool:
-    """Is this process group the foreground of its terminal (so a Ctrl-C reached all of it)?"""
+_RECEIVED: list[int] = []  # the signals that asked this process to stop, in order
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM (a supervisor, `timeout`, `systemctl stop`) stop a run the
+    same way: KeyboardInterrupt in the main thread, which the engine turns into a stop. A
+    SIGINT ignored from the start (a script's background job, POSIX) stays ignored. Main thread
+    only."""
+
+    def handler(signum: int, _frame: object) -> None:
+        _RECEIVED.append(signum)
+        raise KeyboardInterrupt
+
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            saved[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, before in saved.items():
+            signal.signal(sig, before)
+
+
+def reached_by_terminal() -> bool:
+    """Was the stop a Ctrl-C at the terminal whose foreground is this process group (so every
+    process of the group, the engines and sites this one runs, had it too)?"""
+    last = _RECEIVED[-1] if _RECEIVED else signal.SIGINT
+    return last == signal.SIGINT and _terminal_foreground()
+
+
+def _terminal_foreground() -> bool:
+    """Is this process group the foreground of its terminal?"""
     try:
         fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)  # none in CI or under a daemon
     except OSError:
