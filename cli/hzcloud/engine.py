@@ -157,6 +157,7 @@ def up(
     it runs after every input has been checked and before any host is touched.
     """
     t0 = time.monotonic()
+    STOP.clear()  # a stop asked of an earlier run in this process is not this run's
     chosen = select_phases(loaded.plan, only, loaded.state_dir)
     check_needs(loaded, chosen)
     # one run at a time on a site (taken after the inputs are checked, before anything is written)
@@ -261,7 +262,7 @@ def up(
                     break
                 try:
                     finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                except KeyboardInterrupt:  # Ctrl-C, or SIGINT from a script
+                except KeyboardInterrupt:  # Ctrl-C, SIGINT, SIGTERM (executors.stop_signals)
                     interrupts += 1
                     request_stop(again=interrupts > 1)
                     tell(Event("", "message", detail=_STOPPING[interrupts > 1]))

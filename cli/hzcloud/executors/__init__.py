@@ -38,8 +38,8 @@ __all__ = [
     "stop_signals",
 ]
 
-# Set when the operator stops `up` (Ctrl-C, or SIGINT from a script): the running phases end
-# early, no new one starts. Process-wide, as the signal is.
+# Set when the operator stops `up` (Ctrl-C, SIGINT or SIGTERM): the running phases end early,
+# no new one starts. Process-wide, as the signal is; each `up` starts with it clear.
 STOP = threading.Event()
 STOPPED = "stopped by the operator (interrupted)"
 
