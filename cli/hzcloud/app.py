@@ -319,7 +319,7 @@ def _up(
     done = engine.done_phases(loaded.state_dir)
     report.up_summary(result, output, engine.endpoints(loaded, done))
     journal_file = loaded.state_dir / "journal.jsonl"
-    if not result.ok and not any(r.status == "failed" for r in result.records):
+    if result.stopped:
         stopped = [r.phase for r in result.records if r.status == "stopped"]
         raise Stopped(
             "stopped by the operator"

@@ -22,7 +22,8 @@ class UsageError(HzError):
 
 
 class Stopped(HzError):
-    """The operator stopped the run (Ctrl-C, SIGINT): 128 + SIGINT, as a shell reports it."""
+    """The operator stopped the run (Ctrl-C, SIGINT, SIGTERM): 128 + SIGINT, as a shell reports
+    an interrupted command."""
 
     exit_code = 130
 

@@ -60,6 +60,12 @@ class UpResult:
     def ok(self) -> bool:
         return all(r.status in ("ok", "skipped") for r in self.records)
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped by the operator, with nothing failed."""
+        statuses = {r.status for r in self.records}
+        return "stopped" in statuses and "failed" not in statuses
+
 
 @dataclass(frozen=True)
 class DryRun:

@@ -190,13 +190,6 @@ def dry_run(plan: Plan, dry: DryRun, output: Output) -> None:
             out.print(f"  fix: {escape(fix)}")
 
 
-def _verdict(result: UpResult) -> str:
-    if result.ok:
-        return "ok"
-    statuses = {r.status for r in result.records}
-    return "STOPPED" if "stopped" in statuses and "failed" not in statuses else "FAILED"
-
-
 def up_summary(result: UpResult, output: Output, found: list[Endpoint]) -> None:
     if output is Output.json:
         print_json(
@@ -241,7 +234,8 @@ def up_summary(result: UpResult, output: Output, found: list[Endpoint]) -> None:
         table.add_row(r.phase, r.status, str(r.changed), f"{r.seconds:.1f}")
     out.print(table)
     total = sum(r.changed for r in result.records)
-    out.print(f"{_verdict(result)}: {total} changed in {result.seconds:.1f}s (run {result.run})")
+    verdict = "ok" if result.ok else "STOPPED" if result.stopped else "FAILED"
+    out.print(f"{verdict}: {total} changed in {result.seconds:.1f}s (run {result.run})")
     if result.ok:
         _endpoint_lines(found)
 

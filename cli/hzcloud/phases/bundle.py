@@ -306,9 +306,8 @@ def _run(phase: Phase, ctx: RunContext, on_event: OnEvent) -> PhaseResult:
         res = deploy_ready(svc)
         if not res.ok:
             failures = res.failures
-            if STOP.is_set():  # the operator stopped `up`: no roll back now; the next `up` resumes
-                failures = (Failure("", svc.entry, STOPPED), *failures)
-            elif before is not None and before != svc.spec:
+            # stopped by the operator (the failures say so): no roll back; the next `up` resumes
+            if before is not None and before != svc.spec and not STOP.is_set():
                 failures = _roll_back(site, plan, site_dir, secrets, svc, before, res, deploy_ready)
                 changed += 1
             return PhaseResult(
