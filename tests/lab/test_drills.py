@@ -20,10 +20,10 @@ from hzcloud.app import app
 
 pytestmark = pytest.mark.lab
 
-# What a power cut or a partition may cost a client, at most (issue 12 asks 10 s). Typically
-# 5.4-9 s (the README's table, ttl 5); CI once saw a leader's power cut cost 10.9 s (ttl 6) while the
-# Go and Maven builds shared the two cores with the eight nodes, hence the headroom here.
-MAX_OUTAGE = 12.0
+# What a power cut or a partition may cost a client, at most: issue 12's bound. Measured with
+# ttl 5: 6.7-7.8 s in 21 leader drills (kill and cut), also while the Go build ran at nice 19 and
+# two CPU hogs at nice 10 (the checks' priority) shared the two cores with the eight nodes.
+MAX_OUTAGE = 10.0
 PHASES = "preflight,base,data"
 
 
