@@ -16,6 +16,7 @@ from hzcloud.executors import STOP, STOPPED, RunContext, request_stop, run_phase
 from hzcloud.model import Site, load_site, site_file
 from hzcloud.outcome import DryRun, Event, Failure, PhaseResult, UpResult
 from hzcloud.plan import Phase, Plan, plan_site
+from hzcloud.siteyaml import unwritable
 
 STATE_DIR = "state"
 DONE = ("ok", "skipped")
@@ -119,6 +120,7 @@ def check_needs(loaded: Loaded, chosen: list[Phase]) -> None:
 def dry_run(loaded: Loaded, only: list[str] | None) -> DryRun:
     """What `up` would run and what it would miss; reads, never writes."""
     chosen = select_phases(loaded.plan, only, loaded.state_dir)
+    problem = unwritable(loaded.site_dir)
     return DryRun(
         tuple(chosen),
         tuple(missing_needs(loaded, chosen)),
@@ -127,6 +129,7 @@ def dry_run(loaded: Loaded, only: list[str] | None) -> DryRun:
             for p in chosen
             if registry.phase(p.name).unavailable
         ),
+        None if problem is None else (problem.what, problem.fix),
     )
 
 

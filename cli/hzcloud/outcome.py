@@ -74,6 +74,7 @@ class DryRun:
     phases: tuple[Phase, ...]
     missing: tuple[Need, ...]
     unavailable: tuple[tuple[str, str], ...]
+    unwritable: tuple[str, str] | None = None  # (what, fix): `up` could not write the site folder
 
 
 @dataclass(frozen=True)

@@ -171,12 +171,20 @@ def dry_run(plan: Plan, dry: DryRun, output: Output) -> None:
                     {"what": n.what, "path": str(n.path), "fix": n.fix} for n in dry.missing
                 ],
                 "unavailable": [{"name": n, "why": why} for n, why in dry.unavailable],
+                "unwritable": (
+                    None
+                    if dry.unwritable is None
+                    else {"what": dry.unwritable[0], "fix": dry.unwritable[1]}
+                ),
             }
         )
         return
     plan_table(plan)
     out = console()
     out.print("would run: " + ", ".join(p.name for p in dry.phases))
+    if dry.unwritable is not None:
+        out.print(f"[yellow]would stop[/] before any host: {escape(dry.unwritable[0])}")
+        out.print(f"  fix: {escape(dry.unwritable[1])}")
     for name, why in dry.unavailable:
         out.print(f"[yellow]would fail[/] {name}: {escape(why)}")
     if dry.missing:

@@ -324,6 +324,13 @@ def writable_problem(path: Path) -> UsageError | None:
 def require_writable(folder: Path) -> None:
     """Exit 2 naming the path when folder (or the nearest folder that exists above it), or a
     folder under its state/, cannot be written."""
+    problem = unwritable(folder)
+    if problem is not None:
+        raise problem
+
+
+def unwritable(folder: Path) -> UsageError | None:
+    """Why hzcloud could not write the site folder (or a folder under its state/), or None."""
     existing = folder.resolve()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -333,10 +340,7 @@ def require_writable(folder: Path) -> None:
         paths.append(state)
         for root, dirs, _ in os.walk(state):
             paths += [Path(root) / d for d in dirs if not (Path(root) / d).is_symlink()]
-    for path in paths:
-        problem = writable_problem(path)
-        if problem is not None:
-            raise problem
+    return next((p for p in map(writable_problem, paths) if p is not None), None)
 
 
 def access_error(exc: OSError) -> UsageError | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -293,6 +294,10 @@ def hz_without_write(*args: str) -> tuple[int, str, str]:
     if os.geteuid() != 0:
         res = CliRunner().invoke(app, list(args))
         return res.exit_code, res.stdout, res.stderr
+    # The child, as nobody, may not read the interpreter's own library (here it lives under
+    # /root): what the commands import lazily is imported before the fork.
+    for module in ("hzcloud.engine", "hzcloud.report", "hzcloud.render", "hzcloud.secrets"):
+        importlib.import_module(module)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -323,11 +328,29 @@ def read_only_error(path: Path) -> str:
     )
 
 
-def test_a_dry_run_in_a_read_only_site_folder_writes_nothing(read_only_site: Path) -> None:
+def test_a_dry_run_in_a_read_only_site_folder_says_up_would_stop(read_only_site: Path) -> None:
     before = snapshot(read_only_site.parent)
-    code, _, stderr = hz_without_write("up", "--dry-run", str(read_only_site))
+    code, stdout, stderr = hz_without_write("up", "--dry-run", str(read_only_site))
+    assert code == 0, stderr  # a dry run reports; like a missing artifact, this is in its report
+    assert f"would stop before any host: cannot write in {read_only_site}: permission denied" in (
+        " ".join(stdout.split())
+    )
+    assert f"fix: make it writable (chmod u+w {read_only_site})" in " ".join(stdout.split())
+    code, stdout, stderr = hz_without_write("up", "--dry-run", "-o", "json", str(read_only_site))
     assert code == 0, stderr
+    assert json.loads(stdout)["unwritable"]["what"] == (
+        f"cannot write in {read_only_site}: permission denied"
+    )
     assert snapshot(read_only_site.parent) == before
+
+
+def test_a_dry_run_in_a_writable_site_folder_has_no_such_line(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "site.yaml").write_bytes(SAMPLE_SITE.read_bytes())
+    res = CliRunner().invoke(app, ["up", "--dry-run", "-o", "json", str(site)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["unwritable"] is None
 
 
 @pytest.mark.parametrize("command", [["render"], ["up", "--only", "preflight"]])
