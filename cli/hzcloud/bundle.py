@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -19,7 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from hzcloud.errors import Problem, SiteError
 from hzcloud.resources import resource
-from hzcloud.siteyaml import KeyPath, Loaded, dotted, load_yaml_bytes, read_in_folder
+from hzcloud.siteyaml import (
+    KeyPath,
+    Loaded,
+    dotted,
+    field_problem,
+    key_path,
+    load_yaml_bytes,
+    read_in_folder,
+    shown,
+)
 
 if TYPE_CHECKING:
     from hzcloud.model import Site
@@ -353,37 +362,19 @@ _PATTERN_FIXES = {
 }
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."
-
-
 def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
-    # pydantic names a mapping's key as (..., key, "[key]"): the key's own line is the place
-    path: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int) and p != "[key]")
-    kind = err["type"]
-    what = str(err["msg"])
-    if kind == "missing":
-        what = "required key is missing"
-    elif kind == "extra_forbidden":
-        what = "unknown key"
-    elif kind == "string_pattern_mismatch":
-        what = f"invalid value {_shown(err['input'])}"
-    elif kind in ("model_type", "dict_type"):
-        what = f"expected a mapping of keys (got {_shown(err.get('input'))})"
-    elif "input" in err:
-        what = f"{what} (got {_shown(err['input'])})"
-    fix = _FIXES.get(kind, "correct the value")
-    if kind == "string_pattern_mismatch" and path:
-        fix = _PATTERN_FIXES.get(str(path[-1]), fix)
-        if path[0] == "env":
-            fix = "write the variable's name in capitals, digits and '_'"
-        elif "[key]" in err["loc"]:
-            what = f"invalid name {_shown(err['input'])}"
-            fix = _PATTERN_FIXES["name"]
-        elif path[0] == "entries" and len(path) == 2:
-            fix = _ENTRY_FIX
-    return Problem(filename, loaded.line_of(path), dotted(path), what, fix)
+    problem = field_problem(err, loaded, filename, _FIXES, _PATTERN_FIXES)
+    path = key_path(err)
+    if err["type"] != "string_pattern_mismatch" or not path:
+        return problem
+    if path[0] == "env":
+        return replace(problem, fix="write the variable's name in capitals, digits and '_'")
+    if "[key]" in err["loc"]:
+        what = f"invalid name {shown(err['input'])}"
+        return replace(problem, what=what, fix=_PATTERN_FIXES["name"])
+    if path[0] == "entries" and len(path) == 2:
+        return replace(problem, fix=_ENTRY_FIX)
+    return problem
 
 
 M = TypeVar("M", bound=BaseModel)

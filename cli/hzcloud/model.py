@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 import re
+from dataclasses import replace
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -24,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hzcloud.errors import Problem, SiteError
-from hzcloud.siteyaml import KeyPath, Loaded, dotted, load_yaml
+from hzcloud.siteyaml import KeyPath, Loaded, dotted, field_problem, key_path, load_yaml
 
 SITE_FILE = "site.yaml"
 MIN_SERVERS = 3
@@ -362,43 +363,15 @@ _PATTERN_FIXES = {
 }
 
 
-def _shown(value: Any) -> str:
-    """A value as quoted in a message, cut short: the input may be a whole file's worth."""
-    if value is None:
-        return "nothing"
-    text = repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."
-
-
 def _field_problem(err: Any, loaded: Loaded, filename: str) -> Problem:
-    path: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
-    kind = err["type"]
-    what = str(err["msg"])
-    if kind == "missing":
-        what = "required key is missing"
-    elif kind == "extra_forbidden":
-        what = "unknown key"
-    elif kind == "string_pattern_mismatch" and path and path[-1] == "credentials":
-        what = "invalid value (not shown: it may be a key)"  # a pasted secret is never echoed
-    elif kind == "credentials_ref":
-        pass  # its message says what was there, never the value
-    elif kind == "string_pattern_mismatch":
-        what = f"invalid value {_shown(err['input'])}"
-    elif kind in ("model_type", "dict_type"):
-        got = err.get("input")
-        what = f"expected a mapping of keys (got {_shown(got)})"
-    elif "input" in err:
-        what = f"{what} (got {_shown(err['input'])})"
-    fix = _FIXES.get(kind, "correct the value")
-    if kind == "string_pattern_mismatch" and path:
-        fix = _PATTERN_FIXES.get(str(path[-1]), fix)
-        if len(path) >= 2 and path[-2] == "disks":
-            fix = "write the device path, e.g. /dev/sdb"
-        if len(path) >= 2 and path[-2] == "sync_buckets":
-            fix = _PATTERN_FIXES["bucket"]
-    if kind in ("literal_error", "enum"):
-        fix = f"use one of: {err.get('ctx', {}).get('expected', '')}".rstrip(": ")
-    return Problem(filename, loaded.line_of(path), dotted(path), what, fix)
+    problem = field_problem(err, loaded, filename, _FIXES, _PATTERN_FIXES)
+    path = key_path(err)
+    if err["type"] == "string_pattern_mismatch" and len(path) >= 2:
+        if path[-2] == "disks":
+            return replace(problem, fix="write the device path, e.g. /dev/sdb")
+        if path[-2] == "sync_buckets":
+            return replace(problem, fix=_PATTERN_FIXES["bucket"])
+    return problem
 
 
 CrossProblem = tuple[KeyPath, str, str]

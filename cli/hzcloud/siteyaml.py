@@ -430,3 +430,47 @@ def load_yaml_bytes(raw: bytes, name: str) -> Loaded:
     except _BadValue as exc:
         raise fail(f"invalid value: {exc.detail}", exc.fix, exc.line) from None
     return Loaded(data, lines)
+
+
+def shown(value: Any) -> str:
+    """A value as quoted in a message, cut short: the input may be a whole file's worth."""
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def key_path(err: Any) -> KeyPath:
+    """The key path of a pydantic error. pydantic names a mapping's key as (..., key, "[key]"):
+    the key's own line is the place."""
+    return tuple(p for p in err["loc"] if isinstance(p, str | int) and p != "[key]")
+
+
+def field_problem(
+    err: Any, loaded: Loaded, filename: str, fixes: dict[str, str], pattern_fixes: dict[str, str]
+) -> Problem:
+    """One pydantic error as a Problem: the file, the line, the key, what is wrong and the fix
+    (`fixes` by error type; `pattern_fixes` by the last key, for a pattern mismatch)."""
+    path = key_path(err)
+    kind = err["type"]
+    what = str(err["msg"])
+    if kind == "missing":
+        what = "required key is missing"
+    elif kind == "extra_forbidden":
+        what = "unknown key"
+    elif kind == "string_pattern_mismatch" and path and path[-1] == "credentials":
+        what = "invalid value (not shown: it may be a key)"  # a pasted secret is never echoed
+    elif kind == "credentials_ref":
+        pass  # its message says what was there, never the value
+    elif kind == "string_pattern_mismatch":
+        what = f"invalid value {shown(err['input'])}"
+    elif kind in ("model_type", "dict_type"):
+        what = f"expected a mapping of keys (got {shown(err.get('input'))})"
+    elif "input" in err:
+        what = f"{what} (got {shown(err['input'])})"
+    fix = fixes.get(kind, "correct the value")
+    if kind == "string_pattern_mismatch" and path:
+        fix = pattern_fixes.get(str(path[-1]), fix)
+    if kind in ("literal_error", "enum"):
+        fix = f"use one of: {err.get('ctx', {}).get('expected', '')}".rstrip(": ")
+    return Problem(filename, loaded.line_of(path), dotted(path), what, fix)
