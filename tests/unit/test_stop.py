@@ -4,6 +4,7 @@ resumes. The Ansible path is ansible-runner's own cancel on a real playbook."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,7 +32,8 @@ def _fresh_stop() -> None:
 def test_a_running_playbook_is_cancelled_by_stop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A playbook that would run 120 s ends within seconds of the stop, reported as stopped."""
+    """A playbook that would run 120 s ends within seconds of the stop, reported as stopped,
+    and the command its task ran ends too (ansible's worker runs in a session of its own)."""
     book = tmp_path / "slow.yml"
     book.write_text(
         textwrap.dedent(
@@ -41,7 +43,7 @@ def test_a_running_playbook_is_cancelled_by_stop(
               gather_facts: false
               tasks:
                 - name: A long task
-                  ansible.builtin.command: sleep 120
+                  ansible.builtin.command: sleep 119.37
             """
         )
     )
@@ -66,9 +68,21 @@ def test_a_running_playbook_is_cancelled_by_stop(
     assert not result.ok
     assert result.failures[0].message == executors.STOPPED
     assert took < 30, f"the playbook ran on for {took:.0f} s after the stop"
+    assert not _running("sleep", "119.37"), "the task's command outlived the stop"
     # and nothing new starts once stopped
     again = ansible_exec.run_ansible("slow", state, lambda _e: None, name="slow")
     assert not again.ok and again.seconds == 0.0
+
+
+def _running(*argv: str) -> list[int]:
+    """The processes running exactly argv."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError), open(f"{entry.path}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:-1] == [a.encode() for a in argv]:
+                    found.append(int(entry.name))
+    return found
 
 
 RUNNER = """

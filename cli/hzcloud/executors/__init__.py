@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,17 +105,38 @@ def _terminal_foreground() -> bool:
         os.close(fd)
 
 
-def _signal_children(name: str, sig: signal.Signals) -> None:
-    """Signal this process's children called NAME (the pulumi engine the Automation API runs)."""
-    me = os.getpid()
+def _signal_children(name: str, sig: signal.Signals) -> list[int]:
+    """Signal this process's children called NAME (their /proc comm); the ones signalled."""
+    me = str(os.getpid())
+    signalled = []
+    for pid, comm, state, ppid in _processes():
+        if comm == name and ppid == me and state != "Z":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+                signalled.append(pid)
+    return signalled
+
+
+def end_children(name: str, seconds: float) -> None:
+    """SIGTERM this process's children called NAME and wait (at most `seconds`) until they end."""
+    pids = set(_signal_children(name, signal.SIGTERM))
+    deadline = time.monotonic() + seconds
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.1)
+        pids &= {pid for pid, _, state, _ in _processes() if state != "Z"}
+
+
+def _processes() -> list[tuple[int, str, str, str]]:
+    """(pid, comm, state, ppid) of every process, from /proc/PID/stat: "pid (comm) state ppid
+    ..."; comm may hold spaces and parentheses."""
+    out = []
     for stat in _proc_stats():
-        # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses
         pid, _, rest = stat.partition(" (")
         comm, _, after = rest.rpartition(") ")
         fields = after.split()
-        if comm == name and len(fields) > 1 and fields[1] == str(me):
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), sig)
+        if len(fields) > 1 and pid.isdigit():
+            out.append((int(pid), comm, fields[0], fields[1]))
+    return out
 
 
 def _proc_stats() -> list[str]:

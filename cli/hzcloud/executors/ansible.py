@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hzcloud.errors import HzError
-from hzcloud.executors import STOP, STOPPED, RunContext
+from hzcloud.executors import STOP, STOPPED, RunContext, end_children
 from hzcloud.outcome import Event, Failure, OnEvent, PhaseResult
 from hzcloud.resources import resource
 
@@ -87,8 +87,8 @@ def run_ansible(
         quiet=True,
         event_handler=handler,
         finished_callback=finished,
-        # the operator stopped `up`: runner kills the playbook at its next check (<= 5 s)
-        cancel_callback=STOP.is_set,
+        # the operator stopped `up`: the playbook ends at runner's next check (<= 5 s)
+        cancel_callback=_stopped,
         # a folder per phase: phases run at the same time, and runner's rotation of the
         # artifacts folder deletes files another phase's runner is still writing
         artifact_dir=str(private / "artifacts" / phase),
@@ -128,6 +128,21 @@ def run_ansible(
             )
         )
     return PhaseResult(phase, ok, changed, time.monotonic() - started, hosts, tuple(failures))
+
+
+def _stopped() -> bool:
+    """ansible-runner's cancel check. Runner ends a cancelled playbook with SIGKILL to its
+    process group, but ansible-core's workers each run in a session of their own (setsid), so
+    the task they run would go on, its command too. SIGTERM first: ansible-playbook passes it to
+    its workers, which end their own process groups; runner's SIGKILL then finds it gone."""
+    if not STOP.is_set():
+        return False
+    end_children(_COMM, 10)
+    return True
+
+
+# ansible-playbook as /proc names it (a process name is cut to 15 characters)
+_COMM = "ansible-playbook"[:15]
 
 
 def _translate(phase: str, ev: dict[str, Any], on_event: OnEvent, failures: list[Failure]) -> None:
