@@ -48,11 +48,10 @@ STOPPED = "stopped by the operator (interrupted)"
 def request_stop(again: bool = False) -> None:
     """Stop what runs: ansible-runner's runs end at their next check of STOP (its own
     cancel_callback: the playbook and its workers get SIGTERM, then runner kills the playbook's
-    process group); the pulumi engine is asked as its
-    own Ctrl-C would ask it (SIGINT: it cancels, its providers stop waiting for rollouts, it
-    writes its state and exits). A Ctrl-C at a terminal already reached the engine (it runs in
-    this process group): it is signalled only when it was not, or when asked `again` (SIGTERM:
-    it ends now)."""
+    process group); the pulumi engine is asked as its own Ctrl-C would ask it (SIGINT: it
+    cancels, its providers stop waiting for rollouts, it writes its state and exits). A Ctrl-C
+    at a terminal already reached the engine (it runs in this process group): it is signalled
+    only when it was not, or when asked `again` (SIGTERM: it ends now)."""
     STOP.set()
     if again:
         _signal_children("pulumi", signal.SIGTERM)
