@@ -37,7 +37,13 @@ def lab_up_result(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
         pytest.skip(reason)
     site = Path(os.environ.get("HZCLOUD_LAB_SITE") or tmp_path_factory.mktemp("lab") / "site")
     _SEEN["site"] = str(site)
-    result = lab.up(site)
+    try:
+        result = lab.up(site)
+    except BaseException:
+        # A boot that fails halfway must not leave loop devices, mounts and bridges behind.
+        if not os.environ.get("HZCLOUD_LAB_KEEP"):
+            lab.down(site)
+        raise
     yield site, result
     if not os.environ.get("HZCLOUD_LAB_KEEP"):
         lab.down(site)

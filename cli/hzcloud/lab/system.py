@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,19 +129,28 @@ def cgroup_roots() -> list[Path]:
     return roots
 
 
+_CGROUP_LOCK = threading.Lock()
+
+
 def make_cgroup(group: Path) -> None:
     """Create a cgroup and its parents; in a v1 cpuset hierarchy each inherits its parent's CPUs
-    and memory nodes (a new cpuset is empty, and a process cannot join an empty one)."""
-    missing = []
+    and memory nodes (a new cpuset is empty, and a process cannot join an empty one).
+
+    Nodes boot in parallel threads: one lock makes a group whole (made and filled) before another
+    thread makes a child of it, which would copy an empty parent or, once a child is filled, make
+    filling the parent fail with EBUSY. A parent left empty by an interrupted run is filled too.
+    """
+    chain = []
     for path in (group, *group.parents):
-        if path.is_dir():
-            break
-        missing.append(path)
-    for path in reversed(missing):
-        path.mkdir(exist_ok=True)  # nodes boot in parallel: a sibling may have made it
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if (path / name).exists() and not (path / name).read_text().strip():
-                (path / name).write_text((path.parent / name).read_text())
+        if path.is_dir() and not (path.parent / "cgroup.procs").exists():
+            break  # the hierarchy's root: the kernel fills it
+        chain.append(path)
+    with _CGROUP_LOCK:
+        for path in reversed(chain):
+            path.mkdir(exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if (path / name).exists() and not (path / name).read_text().strip():
+                    (path / name).write_text((path.parent / name).read_text())
 
 
 def spawn_detached(
