@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from hzcloud import lab
 from hzcloud.commands.lab import app
+from hzcloud.lab import tenant as lab_tenant
 from hzcloud.lab.provider import _load
 from hzcloud.lab.spec import load_spec
 from hzcloud.resources import resource
@@ -169,6 +170,9 @@ def _leftovers(site: Path) -> list[str]:
             found.append(f"process {proc.name} {cmdline.replace(chr(0), ' ')[:80]}")
     found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/hzcloud/{names.workdir.name}")]
     found += [f"dir {p}" for p in Path(work).glob("nodes")]
+    if names.spec.tenant is not None:
+        sock = lab_tenant.wg_socket(lab_tenant.tenant_net(names.spec).interface)
+        found += [f"socket {sock}"] if sock.exists() else []
     return found
 
 

@@ -298,6 +298,20 @@ def ensure(
     return changed, record
 
 
+def wg_socket(interface: str) -> Path:
+    """Where wireguard-go takes `wg`'s commands for an interface."""
+    return Path("/var/run/wireguard") / f"{interface}.sock"
+
+
+def _accepts(sock: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        try:
+            client.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
 def _ensure_wireguard(
     folder: Path,
     net: TenantNet,
@@ -328,9 +342,12 @@ def _ensure_wireguard(
         log = folder / "wireguard.log"
         wg_go = _tool("wireguard-go", "apt-get install wireguard-go")
         _tool("wg", "apt-get install wireguard-tools")
-        sock = Path("/var/run/wireguard") / f"{net.interface}.sock"
+        sock = wg_socket(net.interface)
+        # A killed wireguard-go leaves its socket behind; `wg` would find it, be refused, and
+        # try the kernel's WireGuard (none here): "Unable to modify interface".
+        sock.unlink(missing_ok=True)
         spawn_detached(_ns(netns, wg_go, "-f", net.interface), log)
-        _wait("WireGuard endpoint", lambda: sock.exists() and find_pids(needle), log)
+        _wait("WireGuard endpoint", lambda: _accepts(sock) and find_pids(needle), log)
         # wireguard-go starts itself again in the foreground: the PID is the one running now
         record["wireguard_pid"] = find_pids(needle)[0]
     run(_ns(netns, "wg", "setconf", net.interface, str(conf)))
@@ -436,9 +453,18 @@ def stop(netns: str, owner: str) -> bool:
     if not Path("/run/netns", netns).exists():
         return changed
     pids = run(["ip", "netns", "pids", netns], check=False).stdout.split()
+    sockets = []
     for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            argv = []
+        if len(argv) > 2 and argv[0].endswith(b"wireguard-go") and argv[1] == b"-f":
+            sockets.append(wg_socket(argv[2].decode()))
         run(["kill", "-9", pid], check=False)
         changed = True
+    for sock in sockets:  # SIGKILL leaves them; `wg` would try them first
+        sock.unlink(missing_ok=True)
     return changed
 
 
