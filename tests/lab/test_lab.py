@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -142,6 +143,42 @@ def test_status_json(lab_site: Path) -> None:
 def test_ssh_returns_the_command_exit_code(lab_site: Path) -> None:
     result = CliRunner().invoke(app, ["ssh", "lab-03", "--site", str(lab_site), "--", "exit", "7"])
     assert result.exit_code == 7
+
+
+def test_the_bridge_keeps_its_address_as_ports_come_and_go(lab_site: Path) -> None:
+    """Like a switch: a node's power cut does not change the host's MAC under the other nodes.
+
+    A kernel bridge left alone takes its lowest port MAC and drops it when that port goes (the
+    node's veth, at a power cut): the other nodes' ARP entries for the host then point nowhere
+    until probed again, and a client on the host waits seconds for a reply that went astray.
+    """
+    names, _ = _load(lab_site)
+    bridge = Path("/sys/class/net", names.bridge, "address")
+    before = bridge.read_text().strip()
+    port = f"hzt{os.getpid() % 100000}"
+    # lower than any address the bridge could have: a bridge following its ports would take it
+    subprocess.run(
+        [
+            "ip",
+            "link",
+            "add",
+            port,
+            "address",
+            "00:00:00:00:00:07",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port + "p",
+        ],
+        check=True,
+    )
+    try:
+        subprocess.run(["ip", "link", "set", port, "master", names.bridge], check=True)
+        assert bridge.read_text().strip() == before
+    finally:
+        subprocess.run(["ip", "link", "del", port], check=True)
+    assert bridge.read_text().strip() == before
 
 
 def _leftovers(site: Path) -> list[str]:

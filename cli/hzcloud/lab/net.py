@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from hzcloud.lab.system import link_exists, run
@@ -24,11 +25,33 @@ def mark(name: str, owner: str) -> None:
     Path(f"/sys/class/net/{name}/ifalias").write_text(owner)
 
 
+# /sys/class/net/*/addr_assign_type: the address was set by hand (not random, not inherited).
+NET_ADDR_SET = "3"
+
+
+def bridge_mac(name: str) -> str:
+    """The bridge's own MAC: locally administered, unicast, the same for the same name."""
+    return "02:" + ":".join(f"{b:02x}" for b in hashlib.sha256(name.encode()).digest()[:5])
+
+
 def ensure_bridge(name: str, owner: str, address: str | None = None) -> bool:
-    """A bridge that never forwards off-link, with the host's address on it if given; changed?"""
+    """A bridge that never forwards off-link, with the host's address on it if given; changed?
+
+    The bridge gets a MAC of its own. Left to the kernel, a bridge takes the lowest MAC among
+    its ports (nspawn derives them from the machine names, so always the same node's) and
+    changes it when that port goes: that node's power cut would change the host's MAC under
+    every other node, whose cached ARP entry then sends the host's replies to the old one until
+    it is probed again. A switch has no such thing, so the lab's does not either.
+    """
     changed = False
+    mac = bridge_mac(name)
     if not link_exists(name):
-        run(["ip", "link", "add", name, "type", "bridge"])
+        run(["ip", "link", "add", name, "address", mac, "type", "bridge"])
+        changed = True
+    sysfs = Path("/sys/class/net", name)
+    own = (sysfs / "address").read_text().strip() == mac
+    if not own or (sysfs / "addr_assign_type").read_text().strip() != NET_ADDR_SET:
+        run(["ip", "link", "set", name, "address", mac])
         changed = True
     if owner_of(name) != owner:
         mark(name, owner)
