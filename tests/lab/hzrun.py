@@ -268,6 +268,11 @@ class Writes:
         """The longest time without an acknowledged write, from the last ack before `since`."""
         return max((b - a for a, b in self._gaps(since)), default=0.0)
 
+    def worst_gap(self, since: float) -> str:
+        """Where the longest time without an ack lies, in seconds from `since` ("+4.9..+10.8")."""
+        a, b = max(self._gaps(since), key=lambda g: g[1] - g[0], default=(since, since))
+        return f"{a - since:+.1f}..{b - since:+.1f}"
+
     def resumed_after(self, since: float, gap: float = 0.5) -> float | None:
         """Time of the first ack that ends a gap longer than `gap` after `since` (None: not yet)."""
         return next((b for a, b in self._gaps(since) if b - a > gap), None)
@@ -585,7 +590,13 @@ def drill_etcd_member_killed(site: Path, table: str = "hz_drill_etcd") -> Drill:
         len(writes.acked),
         len(lost),
         len(writes.failed),
-        {"pg_leader_before": leader, "pg_leader_after": after, "victim_was_sync": victim == sync},
+        {
+            "pg_leader_before": leader,
+            "pg_leader_after": after,
+            "victim_was_sync": victim == sync,
+            "etcd_leader": etcd_leader,
+            "worst_gap": writes.worst_gap(t_kill),
+        },
     )
 
 
