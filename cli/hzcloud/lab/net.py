@@ -46,7 +46,7 @@ def ensure_bridge(name: str, owner: str, address: str | None = None) -> bool:
     changed = False
     mac = bridge_mac(name)
     if not link_exists(name):
-        run(["ip", "link", "add", name, "address", mac, "type", "bridge"])
+        run(["ip", "link", "add", name, "type", "bridge"])
         changed = True
     sysfs = Path("/sys/class/net", name)
     own = (sysfs / "address").read_text().strip() == mac

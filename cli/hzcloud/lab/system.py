@@ -81,15 +81,21 @@ def pid_alive(pid: int | None, needle: str | None = None) -> bool:
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
     except OSError:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     if state in ("Z", "X"):
         return False
-    return needle is None or needle in cmdline
+    return needle is None or needle in " ".join(command_line(pid))
+
+
+def command_line(pid: int | str) -> list[str]:
+    """A process's argv ([] when it is gone or has none)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")[:-1] if raw else []
 
 
 def find_pids(needle: str) -> list[int]:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from hzcloud import cloudlink
 from hzcloud.lab.errors import LabError
 from hzcloud.lab.spec import LabSpec
-from hzcloud.lab.system import find_pids, pid_alive, run, spawn_detached
+from hzcloud.lab.system import command_line, find_pids, pid_alive, run, spawn_detached
 
 API_HOST_INDEX = 10  # the S3 API's address in the tenant subnet
 MOTO_PORT = 5000  # moto's plain HTTP port, on the namespace's loopback only
@@ -455,12 +455,9 @@ def stop(netns: str, owner: str) -> bool:
     pids = run(["ip", "netns", "pids", netns], check=False).stdout.split()
     sockets = []
     for pid in pids:
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            argv = []
-        if len(argv) > 2 and argv[0].endswith(b"wireguard-go") and argv[1] == b"-f":
-            sockets.append(wg_socket(argv[2].decode()))
+        argv = command_line(pid)
+        if len(argv) > 2 and argv[0].endswith("wireguard-go") and argv[1] == "-f":
+            sockets.append(wg_socket(argv[2]))
         run(["kill", "-9", pid], check=False)
         changed = True
     for sock in sockets:  # SIGKILL leaves them; `wg` would try them first
